@@ -1,0 +1,111 @@
+// Package boxes resolves a box source (a local path, file:// URL or
+// http(s):// URL) into a verified image file on local disk.
+package boxes
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Box is a resolved, verified image on local disk.
+type Box struct {
+	Path   string // local file to read the image from (absolute)
+	SHA256 string // lower-case hex digest of the file's bytes
+	Format string // "qcow2" or "raw"
+	Size   int64
+}
+
+// Options configures Resolve.
+type Options struct {
+	// CacheDir holds downloaded boxes (<sha256>.img) and the checksum
+	// records of local boxes; created 0755 if missing. Required for URLs;
+	// for local files an empty CacheDir just disables the checksum record.
+	CacheDir string
+	// Client is used for downloads; nil means http.DefaultClient.
+	Client *http.Client
+	// Progress receives human progress lines for downloads (at most ~2
+	// per second, plus a first and a final line); nil means silent.
+	Progress io.Writer
+}
+
+var (
+	// ErrChecksumMismatch is wrapped by errors about a box whose sha256
+	// differs from box_sha256.
+	ErrChecksumMismatch = errors.New("sha256 mismatch")
+	// ErrNotDiskImage is wrapped by errors about a file that is clearly
+	// not a disk image (an HTML page, a text file, an archive...).
+	ErrNotDiskImage = errors.New("not a disk image")
+)
+
+// Resolve turns source into a Box.
+//
+// A local path (absolute or relative) or file:// URL is used in place; its
+// sha256 is computed (or taken from a record in CacheDir keyed by path, size
+// and mtime) and, if wantSHA256 is set, must match it.
+//
+// An http:// or https:// URL requires wantSHA256. CacheDir/<sha256>.img is
+// returned without any network access when it exists; otherwise the URL is
+// downloaded to a temporary file in CacheDir, verified, and renamed into
+// place. On any failure (including ctx cancellation) nothing is left behind.
+//
+// wantSHA256 is hex, case-insensitive, with an optional "sha256:" prefix.
+func Resolve(ctx context.Context, source, wantSHA256 string, opts Options) (Box, error) {
+	want, err := parseDigest(wantSHA256)
+	if err != nil {
+		return Box{}, err
+	}
+	if strings.TrimSpace(source) == "" {
+		return Box{}, errors.New(`box: no source given (hint: set "box" in devbox.yaml to a file path or an https:// URL)`)
+	}
+	if !strings.Contains(source, "://") {
+		return resolveLocal(ctx, source, want, opts)
+	}
+	u, err := url.Parse(source)
+	if err != nil {
+		return Box{}, fmt.Errorf("box %q: invalid URL: %w", source, err)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return Box{}, fmt.Errorf("box %q: file URL with remote host %q is not supported (hint: use file:///absolute/path)", source, u.Host)
+		}
+		if u.Path == "" {
+			return Box{}, fmt.Errorf("box %q: file URL has no path (hint: use file:///absolute/path)", source)
+		}
+		return resolveLocal(ctx, u.Path, want, opts)
+	case "http", "https":
+		if want == "" {
+			return Box{}, fmt.Errorf(`box %q: box_sha256 is required for a URL box (hint: set "box_sha256" in devbox.yaml to the image's published sha256)`, source)
+		}
+		return resolveURL(ctx, source, want, opts)
+	default:
+		return Box{}, fmt.Errorf("box %q: unsupported scheme %q (hint: use a local path, file://, http:// or https://)", source, u.Scheme)
+	}
+}
+
+// parseDigest normalises a box_sha256 value to lower-case hex; "" stays "".
+func parseDigest(s string) (string, error) {
+	d := strings.ToLower(strings.TrimSpace(s))
+	d = strings.TrimPrefix(d, "sha256:")
+	if d == "" && strings.TrimSpace(s) == "" {
+		return "", nil
+	}
+	if len(d) != 64 {
+		return "", fmt.Errorf("box_sha256 %q: want 64 hex digits, got %d characters", s, len(d))
+	}
+	if _, err := hex.DecodeString(d); err != nil {
+		return "", fmt.Errorf("box_sha256 %q: not a hex sha256 digest", s)
+	}
+	return d, nil
+}
+
+// mismatch builds the error for a box whose digest is not the wanted one.
+func mismatch(what, got, want, hint string) error {
+	return fmt.Errorf("box %q: %w: got %s, box_sha256 is %s (hint: %s)", what, ErrChecksumMismatch, got, want, hint)
+}

@@ -1,0 +1,461 @@
+package boxes
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func sum(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func fakeQcow2() []byte {
+	b := make([]byte, 4096)
+	copy(b, "QFI\xfb\x00\x00\x00\x03")
+	for i := 8; i < len(b); i++ {
+		b[i] = byte(i)
+	}
+	return b
+}
+
+func write(t *testing.T, dir, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// listDir returns the names of everything in dir (recursively, relative).
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	var names []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != dir {
+			rel, _ := filepath.Rel(dir, p)
+			names = append(names, rel)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return names
+}
+
+func assertContains(t *testing.T, err error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("want error containing %q, got nil", parts)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error %q does not contain %q", err, p)
+		}
+	}
+}
+
+func TestDetectFormat(t *testing.T) {
+	dir := t.TempDir()
+	pad := func(s string) []byte { return append([]byte(s), make([]byte, 1024)...) }
+	tests := []struct {
+		name, want, errPart string
+		data                []byte
+	}{
+		{name: "qcow2", data: fakeQcow2(), want: "qcow2"},
+		{name: "raw zeros", data: make([]byte, 1<<20), want: "raw"},
+		{name: "raw exactly 512", data: bytes.Repeat([]byte{0xeb}, 512), want: "raw"},
+		{name: "tiny", data: []byte("QFI\xfb"), errPart: "only 4 bytes"},
+		{name: "empty", data: nil, errPart: "only 0 bytes"},
+		{name: "html", data: pad("<html><body>404</body></html>"), errPart: "HTML"},
+		{name: "html after bom", data: pad("\xef\xbb\xbf\n  <!DOCTYPE html>"), errPart: "HTML"},
+		{name: "json", data: pad(`{"error":"nope"}`), errPart: "JSON"},
+		{name: "script", data: pad("#!/bin/sh\n"), errPart: "script"},
+		{name: "gzip", data: pad("\x1f\x8b\x08"), errPart: "gzip"},
+		{name: "xz", data: pad("\xfd7zXZ\x00"), errPart: "xz"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := write(t, dir, strconv.Itoa(i), tt.data)
+			got, err := DetectFormat(p)
+			if tt.errPart != "" {
+				assertContains(t, err, tt.errPart, p)
+				if !errors.Is(err, ErrNotDiskImage) {
+					t.Errorf("error %v does not wrap ErrNotDiskImage", err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("DetectFormat = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := DetectFormat(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: err = %v, want ErrNotExist", err)
+	}
+}
+
+func TestParseDigest(t *testing.T) {
+	d := sum([]byte("x"))
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{d, d},
+		{strings.ToUpper(d), d},
+		{"sha256:" + d, d},
+		{"SHA256:" + strings.ToUpper(d), d},
+		{" " + d + "\n", d},
+	}
+	for _, tt := range tests {
+		got, err := parseDigest(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("parseDigest(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"abc", d[:63] + "g", d + "0", "sha256:", "md5:" + d} {
+		if _, err := parseDigest(bad); err == nil || !strings.Contains(err.Error(), "box_sha256") {
+			t.Errorf("parseDigest(%q) err = %v, want error naming box_sha256", bad, err)
+		}
+	}
+}
+
+func TestResolveLocal(t *testing.T) {
+	dir := t.TempDir()
+	qcow := fakeQcow2()
+	raw := make([]byte, 1<<20)
+	qPath := write(t, dir, "a.qcow2", qcow)
+	rPath := write(t, dir, "b.img", raw)
+	t.Chdir(dir)
+
+	tests := []struct {
+		name, source, want string
+		wantBox            Box
+	}{
+		{"qcow2 absolute", qPath, "", Box{qPath, sum(qcow), "qcow2", int64(len(qcow))}},
+		{"qcow2 with digest", qPath, "sha256:" + strings.ToUpper(sum(qcow)), Box{qPath, sum(qcow), "qcow2", int64(len(qcow))}},
+		{"raw relative", "b.img", sum(raw), Box{rPath, sum(raw), "raw", 1 << 20}},
+		{"raw file url", "file://" + rPath, "", Box{rPath, sum(raw), "raw", 1 << 20}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Resolve(t.Context(), tt.source, tt.want, Options{CacheDir: filepath.Join(t.TempDir(), "cache")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.wantBox {
+				t.Errorf("Resolve = %+v, want %+v", got, tt.wantBox)
+			}
+		})
+	}
+}
+
+func TestResolveLocalErrors(t *testing.T) {
+	dir := t.TempDir()
+	qPath := write(t, dir, "a.qcow2", fakeQcow2())
+	htmlPath := write(t, dir, "page.img", append([]byte("<html>"), make([]byte, 600)...))
+	missing := filepath.Join(dir, "nope.qcow2")
+	other := sum([]byte("other"))
+
+	tests := []struct {
+		name, source, want string
+		parts              []string
+		is                 error
+	}{
+		{"missing", missing, "", []string{missing, "hint", `"box"`}, fs.ErrNotExist},
+		{"mismatch", qPath, other, []string{qPath, other, sum(fakeQcow2()), "box_sha256"}, ErrChecksumMismatch},
+		{"html", htmlPath, "", []string{htmlPath, "not a disk image", "HTML"}, ErrNotDiskImage},
+		{"directory", dir, "", []string{dir, "not a regular file"}, nil},
+		{"bad digest", qPath, "1234", []string{"box_sha256"}, nil},
+		{"empty source", "", "", []string{"box", "hint"}, nil},
+		{"ftp", "ftp://example.com/a.img", other, []string{`"ftp"`, "ftp://example.com/a.img"}, nil},
+		{"remote file url", "file://host/a.img", "", []string{"host"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Resolve(t.Context(), tt.source, tt.want, Options{CacheDir: t.TempDir()})
+			assertContains(t, err, tt.parts...)
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("error %v does not wrap %v", err, tt.is)
+			}
+		})
+	}
+}
+
+// TestResolveLocalRecord checks that the sha256 record is reused while size
+// and mtime are unchanged, and recomputed once they change.
+func TestResolveLocalRecord(t *testing.T) {
+	dir := t.TempDir()
+	cache := filepath.Join(t.TempDir(), "cache")
+	orig := fakeQcow2()
+	p := write(t, dir, "a.qcow2", orig)
+	mtime := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := os.Chtimes(p, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{CacheDir: cache}
+	if b, err := Resolve(t.Context(), p, "", opts); err != nil || b.SHA256 != sum(orig) {
+		t.Fatalf("first Resolve = %+v, %v", b, err)
+	}
+	if fi, err := os.Stat(cache); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("cache dir: %v, %v; want 0755 dir", fi, err)
+	}
+
+	// Same size and mtime, different bytes: the record is trusted.
+	changed := bytes.Clone(orig)
+	changed[len(changed)-1] ^= 0xff
+	write(t, dir, "a.qcow2", changed)
+	if err := os.Chtimes(p, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := Resolve(t.Context(), p, "", opts); err != nil || b.SHA256 != sum(orig) {
+		t.Fatalf("Resolve with unchanged stat = %+v, %v; want recorded %s", b, err, sum(orig))
+	}
+
+	// New mtime: the file is hashed again.
+	mtime = mtime.Add(time.Second)
+	if err := os.Chtimes(p, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := Resolve(t.Context(), p, "", opts); err != nil || b.SHA256 != sum(changed) {
+		t.Fatalf("Resolve after touch = %+v, %v; want %s", b, err, sum(changed))
+	}
+}
+
+// server serves body at /box.img and counts requests.
+type server struct {
+	*httptest.Server
+	hits atomic.Int64
+}
+
+func newServer(t *testing.T, h http.HandlerFunc) *server {
+	s := &server{}
+	s.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.hits.Add(1)
+		h(w, r)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func serveBytes(body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/box.img" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	}
+}
+
+// assertNoDownloads fails if dir holds any *.img or temporary file.
+func assertNoDownloads(t *testing.T, dir string) {
+	t.Helper()
+	for _, n := range listDir(t, dir) {
+		if strings.HasSuffix(n, ".img") || strings.HasSuffix(n, ".tmp") || strings.HasPrefix(filepath.Base(n), ".") {
+			t.Errorf("cache dir holds %q, want nothing left behind", n)
+		}
+	}
+}
+
+// syncBuffer is a goroutine-safe bytes.Buffer.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestResolveURL(t *testing.T) {
+	body := fakeQcow2()
+	srv := newServer(t, serveBytes(body))
+	cache := filepath.Join(t.TempDir(), "cache")
+	var out syncBuffer
+	opts := Options{CacheDir: cache, Client: srv.Client(), Progress: &out}
+	url := srv.URL + "/box.img"
+	want := Box{Path: filepath.Join(cache, sum(body)+".img"), SHA256: sum(body), Format: "qcow2", Size: int64(len(body))}
+
+	got, err := Resolve(t.Context(), url, "sha256:"+strings.ToUpper(sum(body)), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Errorf("Resolve = %+v, want %+v", got, want)
+	}
+	if data, err := os.ReadFile(want.Path); err != nil || !bytes.Equal(data, body) {
+		t.Errorf("cached file: %v, equal=%v", err, bytes.Equal(data, body))
+	}
+	if names := listDir(t, cache); len(names) != 1 {
+		t.Errorf("cache holds %q, want only %s.img", names, sum(body))
+	}
+	if !strings.Contains(out.String(), "downloaded 4.0 KiB") {
+		t.Errorf("progress output %q lacks a final line", out.String())
+	}
+	if n := srv.hits.Load(); n != 1 {
+		t.Errorf("first Resolve made %d requests, want 1", n)
+	}
+
+	// Cached: no request at all, even with a client that cannot connect.
+	opts.Client = &http.Client{Transport: failTransport{t}}
+	got, err = Resolve(t.Context(), url, sum(body), opts)
+	if err != nil || got != want {
+		t.Errorf("cached Resolve = %+v, %v; want %+v", got, err, want)
+	}
+	if n := srv.hits.Load(); n != 1 {
+		t.Errorf("after cached Resolve: %d requests, want 1", n)
+	}
+}
+
+type failTransport struct{ t *testing.T }
+
+func (f failTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	f.t.Errorf("unexpected request %s", r.URL)
+	return nil, errors.New("no network in this test")
+}
+
+func TestResolveURLErrors(t *testing.T) {
+	body := fakeQcow2()
+	html := append([]byte("<html><body>Login required</body></html>"), bytes.Repeat([]byte(" "), 1000)...)
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		path    string
+		digest  string
+		parts   []string
+		is      error
+	}{
+		{"mismatch", serveBytes(body), "/box.img", sum([]byte("old")),
+			[]string{sum(body), sum([]byte("old")), "/box.img", "box_sha256", "stale", "corrupt"}, ErrChecksumMismatch},
+		{"404", serveBytes(body), "/gone.img", sum(body), []string{"404", "/gone.img"}, nil},
+		{"500", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) }, "/box.img", sum(body),
+			[]string{"500", "/box.img"}, nil},
+		{"html", serveBytes(html), "/box.img", sum(html), []string{"not a disk image", "HTML", "/box.img"}, ErrNotDiskImage},
+		{"html with other digest", serveBytes(html), "/box.img", sum(body), []string{"not a disk image"}, ErrNotDiskImage},
+		{"no digest", serveBytes(body), "/box.img", "", []string{"box_sha256", "/box.img"}, nil},
+		{"bad digest", serveBytes(body), "/box.img", "deadbeef", []string{"box_sha256"}, nil},
+		{"truncated", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "100000")
+			w.Write(body)
+		}, "/box.img", sum(body), []string{"/box.img"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, tt.handler)
+			cache := t.TempDir()
+			_, err := Resolve(t.Context(), srv.URL+tt.path, tt.digest, Options{CacheDir: cache, Client: srv.Client()})
+			assertContains(t, err, tt.parts...)
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("error %v does not wrap %v", err, tt.is)
+			}
+			assertNoDownloads(t, cache)
+		})
+	}
+}
+
+// signalWriter closes ch on its first write.
+type signalWriter struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (s *signalWriter) Write(p []byte) (int, error) {
+	s.once.Do(func() { close(s.ch) })
+	return len(p), nil
+}
+
+func TestResolveURLCancel(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(1<<30))
+		w.Write(fakeQcow2())
+		w.(http.Flusher).Flush()
+		select { // stall until the client gives up
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	cache := t.TempDir()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	started := &signalWriter{ch: make(chan struct{})}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := Resolve(ctx, srv.URL+"/box.img", sum([]byte("x")), Options{CacheDir: cache, Client: srv.Client(), Progress: started})
+		errc <- err
+	}()
+
+	select {
+	case <-started.ch: // the temp file exists and the body is being read
+	case err := <-errc:
+		t.Fatalf("Resolve returned before the download started: %v", err)
+	}
+	if names := listDir(t, cache); len(names) != 1 || !strings.HasSuffix(names[0], ".tmp") {
+		t.Fatalf("during download cache holds %q, want one temp file", names)
+	}
+	cancel()
+	err := <-errc
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if names := listDir(t, cache); len(names) != 0 {
+		t.Errorf("after cancel cache holds %q, want nothing", names)
+	}
+}
+
+func TestProgressThrottle(t *testing.T) {
+	var out bytes.Buffer
+	p := newProgress(&out, "https://x/box.img", 1<<20)
+	for range 1000 {
+		p.Write(make([]byte, 1024))
+	}
+	p.done()
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	// A fast loop fits in well under one interval: only first and final lines.
+	if len(lines) != 2 || !strings.Contains(lines[0], "1.0 MiB") || !strings.HasPrefix(lines[1], "downloaded 1000.0 KiB") {
+		t.Errorf("progress lines = %q", lines)
+	}
+	p.last = p.last.Add(-time.Second)
+	out.Reset()
+	p.Write(make([]byte, 24*1024))
+	if got := out.String(); !strings.Contains(got, "1.0 MiB / 1.0 MiB (100%)") {
+		t.Errorf("progress line = %q", got)
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	tests := map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 5 << 30: "5.0 GiB"}
+	for n, want := range tests {
+		if got := humanBytes(n); got != want {
+			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

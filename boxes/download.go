@@ -1,0 +1,201 @@
+package boxes
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// tempPattern names in-progress downloads in CacheDir.
+const tempPattern = ".download-*.tmp"
+
+// resolveURL returns the cached box for want, downloading rawURL first if
+// it is not cached yet.
+func resolveURL(ctx context.Context, rawURL, want string, opts Options) (Box, error) {
+	if opts.CacheDir == "" {
+		return Box{}, fmt.Errorf("box %q: no cache directory to download into", rawURL)
+	}
+	dir, err := filepath.Abs(opts.CacheDir)
+	if err != nil {
+		return Box{}, fmt.Errorf("box cache %q: %w", opts.CacheDir, err)
+	}
+	final := filepath.Join(dir, want+".img")
+	if fi, err := os.Stat(final); err == nil && fi.Mode().IsRegular() {
+		// Only verified downloads are ever renamed to <sha256>.img.
+		format, err := DetectFormat(final)
+		if err != nil {
+			return Box{}, fmt.Errorf("box cache: %w (hint: delete the file to download it again)", err)
+		}
+		return Box{Path: final, SHA256: want, Format: format, Size: fi.Size()}, nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Box{}, fmt.Errorf("box cache %q: %w", final, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Box{}, fmt.Errorf("box cache %q: %w", dir, err)
+	}
+	box, err := download(ctx, rawURL, dir, want, opts)
+	if err != nil {
+		return Box{}, err
+	}
+	if err := os.Rename(box.Path, final); err != nil {
+		os.Remove(box.Path)
+		return Box{}, fmt.Errorf("box cache %q: %w", final, err)
+	}
+	box.Path = final
+	return box, nil
+}
+
+// download fetches rawURL into a temporary file in dir and verifies it
+// against want. On success the returned Box names the temporary file; on
+// failure no file is left behind.
+func download(ctx context.Context, rawURL, dir, want string, opts Options) (_ Box, err error) {
+	client := opts.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return Box{}, fmt.Errorf("box %q: %w", rawURL, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Box{}, fmt.Errorf("download %q: %w", rawURL, ctx.Err())
+		}
+		return Box{}, fmt.Errorf("download %q: %w", rawURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return Box{}, fmt.Errorf(`download %q: HTTP %s (hint: check "box" in devbox.yaml)`, rawURL, resp.Status)
+	}
+
+	tmp, err := os.CreateTemp(dir, tempPattern)
+	if err != nil {
+		return Box{}, fmt.Errorf("box cache %q: %w", dir, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+
+	prog := newProgress(opts.Progress, rawURL, resp.ContentLength)
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h, prog), resp.Body)
+	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return Box{}, fmt.Errorf("download %q: %w", rawURL, err)
+	}
+	prog.done()
+	if err = tmp.Chmod(0o644); err != nil {
+		return Box{}, fmt.Errorf("box cache: %w", err)
+	}
+	if err = tmp.Sync(); err != nil {
+		return Box{}, fmt.Errorf("box cache: %w", err)
+	}
+	if err = tmp.Close(); err != nil {
+		return Box{}, fmt.Errorf("box cache: %w", err)
+	}
+
+	// An HTML error page served with 200 fails the checksum too, but
+	// saying what it is helps more.
+	format, err := DetectFormat(tmp.Name())
+	if err != nil {
+		if errors.Is(err, ErrNotDiskImage) {
+			err = fmt.Errorf(`box %q: %w (hint: the URL must point at the image file itself)`, rawURL, errors.Unwrap(err))
+		}
+		return Box{}, err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		err = mismatch(rawURL, got, want, "box_sha256 may be stale, or the download is corrupt")
+		return Box{}, err
+	}
+	return Box{Path: tmp.Name(), SHA256: want, Format: format, Size: n}, nil
+}
+
+// progressInterval bounds how often progress lines are written.
+const progressInterval = 500 * time.Millisecond
+
+// progress writes human download progress lines to w (if non-nil) as bytes
+// pass through Write.
+type progress struct {
+	w     io.Writer
+	url   string
+	total int64 // -1 if unknown
+	n     int64
+	start time.Time
+	last  time.Time
+}
+
+// newProgress starts reporting on a download of total bytes (-1: unknown).
+func newProgress(w io.Writer, url string, total int64) *progress {
+	p := &progress{w: w, url: url, total: total, start: time.Now()}
+	p.last = p.start
+	if w != nil {
+		if total >= 0 {
+			fmt.Fprintf(w, "downloading %s (%s)\n", url, humanBytes(total))
+		} else {
+			fmt.Fprintf(w, "downloading %s\n", url)
+		}
+	}
+	return p
+}
+
+func (p *progress) Write(b []byte) (int, error) {
+	p.n += int64(len(b))
+	if p.w == nil {
+		return len(b), nil
+	}
+	if now := time.Now(); now.Sub(p.last) >= progressInterval {
+		p.last = now
+		line := humanBytes(p.n)
+		if p.total > 0 {
+			line += fmt.Sprintf(" / %s (%d%%)", humanBytes(p.total), p.n*100/p.total)
+		}
+		fmt.Fprintf(p.w, "  %s, %s/s\n", line, humanBytes(p.rate(now)))
+	}
+	return len(b), nil
+}
+
+// done writes the final line.
+func (p *progress) done() {
+	if p.w == nil {
+		return
+	}
+	now := time.Now()
+	fmt.Fprintf(p.w, "downloaded %s in %s (%s/s)\n", humanBytes(p.n), now.Sub(p.start).Round(100*time.Millisecond), humanBytes(p.rate(now)))
+}
+
+// rate is the average bytes per second so far.
+func (p *progress) rate(now time.Time) int64 {
+	d := now.Sub(p.start).Seconds()
+	if d <= 0 {
+		return 0
+	}
+	return int64(float64(p.n) / d)
+}
+
+// humanBytes formats n with a binary unit, e.g. "1.5 GiB".
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,147 @@
+package boxes
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// recordDir is the CacheDir subfolder holding checksum records of local boxes.
+const recordDir = "local-sums"
+
+// record remembers the sha256 of a local box so that an unchanged file
+// (same path, size and mtime) is not hashed again.
+type record struct {
+	Path    string `json:"path"`
+	Size    int64  `json:"size"`
+	ModTime int64  `json:"mtime_ns"`
+	SHA256  string `json:"sha256"`
+}
+
+// resolveLocal resolves a local file, used in place.
+func resolveLocal(ctx context.Context, path, want string, opts Options) (Box, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return Box{}, fmt.Errorf("box %q: %w", path, err)
+	}
+	fi, err := os.Stat(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Box{}, fmt.Errorf(`box %q: %w (hint: check "box" in devbox.yaml)`, abs, fs.ErrNotExist)
+	}
+	if err != nil {
+		return Box{}, fmt.Errorf("box %q: %w", abs, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return Box{}, fmt.Errorf(`box %q: not a regular file (hint: "box" must name an image file)`, abs)
+	}
+	format, err := DetectFormat(abs)
+	if err != nil {
+		return Box{}, fmt.Errorf(`box: %w (hint: check "box" in devbox.yaml)`, err)
+	}
+
+	sum := lookupRecord(opts.CacheDir, abs, fi)
+	if sum == "" {
+		if sum, err = hashFile(ctx, abs); err != nil {
+			return Box{}, fmt.Errorf("box %q: %w", abs, err)
+		}
+		// The record is only an optimisation: failing to save it must
+		// not fail the caller.
+		_ = saveRecord(opts.CacheDir, record{Path: abs, Size: fi.Size(), ModTime: fi.ModTime().UnixNano(), SHA256: sum})
+	}
+	if want != "" && sum != want {
+		return Box{}, mismatch(abs, sum, want, "box_sha256 may be stale, or the file changed")
+	}
+	return Box{Path: abs, SHA256: sum, Format: format, Size: fi.Size()}, nil
+}
+
+// hashFile streams the file at path through sha256, stopping if ctx ends.
+func hashFile(ctx context.Context, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
+		return "", fmt.Errorf("hash: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ctxReader fails reads once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// recordPath is where the record for the local box abs is kept.
+func recordPath(cacheDir, abs string) string {
+	key := sha256.Sum256([]byte(abs))
+	return filepath.Join(cacheDir, recordDir, hex.EncodeToString(key[:])+".json")
+}
+
+// lookupRecord returns the remembered sha256 of abs if its size and mtime
+// are unchanged, or "".
+func lookupRecord(cacheDir, abs string, fi fs.FileInfo) string {
+	if cacheDir == "" {
+		return ""
+	}
+	data, err := os.ReadFile(recordPath(cacheDir, abs))
+	if err != nil {
+		return ""
+	}
+	var r record
+	if json.Unmarshal(data, &r) != nil {
+		return ""
+	}
+	if r.Path != abs || r.Size != fi.Size() || r.ModTime != fi.ModTime().UnixNano() {
+		return ""
+	}
+	d, err := parseDigest(r.SHA256)
+	if err != nil {
+		return ""
+	}
+	return d
+}
+
+// saveRecord atomically writes r under cacheDir; a no-op without cacheDir.
+func saveRecord(cacheDir string, r record) error {
+	if cacheDir == "" {
+		return nil
+	}
+	p := recordPath(cacheDir, r.Path)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(p), ".record-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), p)
+}

@@ -1,0 +1,30 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/devbox-vm/devbox/internal/instance"
+)
+
+func (a *app) sshCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "ssh [-- COMMAND [ARGS...]]",
+		Short: "Open a shell in the instance, or run a command there with its exit status",
+		Long: "Without a command, opens an interactive shell. With one (after --), runs it as the\n" +
+			"instance's user with stdin, stdout and stderr passed through; devbox exits with its status.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withInstance(func(in *instance.Instance) error {
+				tty := a.stdin != nil && term.IsTerminal(int(a.stdin.Fd()))
+				code, err := in.SSH(a.ctx, args, a.stdin, a.stdout, a.stderr, tty)
+				if err != nil {
+					return err
+				}
+				if code != 0 {
+					return exitError{code}
+				}
+				return nil
+			})
+		},
+	}
+}

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/devbox-vm/devbox/internal/instance"
+)
+
+func (a *app) upCommand() *cobra.Command {
+	var prov, noProv bool
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Create, start and provision the instance (a running one is left as it is)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if prov && noProv {
+				return fmt.Errorf("--provision and --no-provision cannot be used together")
+			}
+			mode := instance.ProvisionAuto
+			if prov {
+				mode = instance.ProvisionForce
+			} else if noProv {
+				mode = instance.ProvisionSkip
+			}
+			return a.withInstance(func(in *instance.Instance) error {
+				if err := in.Up(a.ctx, mode); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stderr, "instance %q is up: devbox ssh opens a shell\n", in.Name())
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&prov, "provision", false, "run provisioning even if the instance was provisioned before")
+	cmd.Flags().BoolVar(&noProv, "no-provision", false, "do not provision")
+	return cmd
+}

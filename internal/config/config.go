@@ -1,0 +1,350 @@
+// Package config loads devbox.yaml: a strict decode, then defaults, then one
+// validation pass that reports every problem with its field path.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"gopkg.in/yaml.v3"
+)
+
+// FileName is the name searched for in the current folder and its parents.
+const FileName = "devbox.yaml"
+
+// Config is the whole of devbox.yaml after defaults.
+type Config struct {
+	Name            string `yaml:"name"`
+	Box             string `yaml:"box"`
+	BoxSHA256       string `yaml:"box_sha256"`
+	CPUs            int    `yaml:"cpus"`
+	MemoryText      string `yaml:"memory"`
+	DiskText        string `yaml:"disk"`
+	Accel           string `yaml:"accel"`
+	LibvirtURI      string `yaml:"libvirt_uri"`
+	BootTimeoutText string `yaml:"boot_timeout"`
+	User            User   `yaml:"user"`
+	Docker          Docker `yaml:"docker"`
+	Provision       []Step `yaml:"provision"`
+	// Parsed forms of the text fields above, set by Validate.
+	Memory      Size          `yaml:"-"`
+	Disk        Size          `yaml:"-"`
+	BootTimeout time.Duration `yaml:"-"`
+	// Dir is the folder holding the config file (not a YAML field).
+	Dir string `yaml:"-"`
+	// File is the config file's path (not a YAML field).
+	File string `yaml:"-"`
+}
+
+// User is the docker-group user created inside the VM.
+type User struct {
+	Name string `yaml:"name"`
+	UID  int    `yaml:"uid"`
+}
+
+// Docker says where the engine's packages come from.
+type Docker struct {
+	// Source is auto (Docker's own apt repository when the guest can reach
+	// it, else the distribution's), docker, or distro.
+	Source string `yaml:"source"`
+}
+
+// Step is one of the user's own provisioning steps.
+type Step struct {
+	Name       string `yaml:"name"`
+	Run        string `yaml:"run"`
+	Script     string `yaml:"script"`
+	Privileged *bool  `yaml:"privileged"`
+}
+
+// AsRoot reports whether the step runs as root (the default).
+func (s Step) AsRoot() bool { return s.Privileged == nil || *s.Privileged }
+
+// Accelerators accepted by the accel field and DEVBOX_ACCEL.
+var Accelerators = []string{"auto", "kvm", "hvf", "tcg"}
+
+// Find looks for devbox.yaml in dir and its parents.
+func Find(dir string) (string, error) {
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	for {
+		p := filepath.Join(d, FileName)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", fmt.Errorf("no %s in %s or any parent folder (hint: create one from devbox.yaml.example, or pass -c FILE)", FileName, dir)
+		}
+		d = parent
+	}
+}
+
+// Load reads, defaults and validates the config file at path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(f, abs)
+}
+
+// Parse decodes r strictly (unknown fields are errors), applies defaults
+// and validates. file names the source in errors and sets Dir.
+func Parse(r io.Reader, file string) (*Config, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", file, err)
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %w", file, cleanYAMLError(err))
+	}
+	c.File = file
+	c.Dir = filepath.Dir(file)
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s is invalid:\n%w", file, err)
+	}
+	return &c, nil
+}
+
+// cleanYAMLError turns yaml.v3's "field x not found in type config.Config"
+// into words that name the field for the user.
+func cleanYAMLError(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	var msgs []string
+	re := regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
+	for _, m := range te.Errors {
+		if s := re.FindStringSubmatch(m); s != nil {
+			m = fmt.Sprintf("line %s: unknown field %q (hint: check its spelling against devbox.yaml.example)", s[1], s[2])
+		}
+		msgs = append(msgs, m)
+	}
+	return errors.New(strings.Join(msgs, "\n"))
+}
+
+func (c *Config) applyDefaults() {
+	if c.Name == "" {
+		c.Name = SafeName(filepath.Base(c.Dir))
+	}
+	if c.CPUs == 0 {
+		c.CPUs = 2
+	}
+	if c.MemoryText == "" {
+		c.MemoryText = "2GiB"
+	}
+	if c.DiskText == "" {
+		c.DiskText = "20GiB"
+	}
+	if c.Accel == "" {
+		c.Accel = "auto"
+	}
+	if env := os.Getenv("DEVBOX_ACCEL"); env != "" {
+		c.Accel = env
+	}
+	if c.LibvirtURI == "" {
+		c.LibvirtURI = DefaultLibvirtURI()
+	}
+	if c.BootTimeoutText == "" {
+		c.BootTimeoutText = "5m"
+	}
+	if c.User.Name == "" {
+		c.User.Name, c.User.UID = defaultUser()
+	}
+	if c.Docker.Source == "" {
+		c.Docker.Source = "auto"
+	}
+	for i := range c.Provision {
+		if c.Provision[i].Run == "" {
+			c.Provision[i].Run = "once"
+		}
+	}
+	if c.Box != "" && !strings.Contains(c.Box, "://") && !filepath.IsAbs(c.Box) {
+		c.Box = filepath.Join(c.Dir, c.Box)
+	}
+}
+
+// DefaultLibvirtURI is LIBVIRT_DEFAULT_URI, else qemu:///system for root and
+// qemu:///session for everyone else.
+func DefaultLibvirtURI() string {
+	if u := os.Getenv("LIBVIRT_DEFAULT_URI"); u != "" {
+		return u
+	}
+	if os.Geteuid() == 0 {
+		return "qemu:///system"
+	}
+	return "qemu:///session"
+}
+
+// defaultUser is the host user's name and uid, or devbox when that is root
+// (root in the guest is not a docker-group user).
+func defaultUser() (string, int) {
+	u, err := user.Current()
+	if err != nil || u.Uid == "0" {
+		return "devbox", 0
+	}
+	name := SafeName(u.Username)
+	if !userNameRE.MatchString(name) || reservedUsers[name] {
+		return "devbox", 0
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	if uid < 1000 {
+		uid = 0
+	}
+	return name, uid
+}
+
+var (
+	nameRE     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
+	userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	sha256RE   = regexp.MustCompile(`^(sha256:)?[0-9a-fA-F]{64}$`)
+	stepNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}$`)
+	// Names a guest already uses for its own accounts.
+	reservedUsers = map[string]bool{"root": true, "daemon": true, "bin": true, "sys": true, "nobody": true, "docker": true, "sshd": true}
+)
+
+// SafeName lower-cases s and keeps letters, digits and dashes, so a folder
+// name becomes a valid instance (and hostname) name.
+func SafeName(s string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(s) {
+		ok := (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9')
+		if ok {
+			b.WriteRune(r)
+			dash = false
+		} else if !dash && b.Len() > 0 {
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	out := strings.Trim(b.String(), "-")
+	if len(out) > 40 {
+		out = strings.Trim(out[:40], "-")
+	}
+	if out == "" {
+		out = "devbox"
+	}
+	return out
+}
+
+// Validate reports every problem at once, each with its field path.
+func (c *Config) Validate() error {
+	var errs *multierror.Error
+	bad := func(field, format string, a ...any) {
+		errs = multierror.Append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if !nameRE.MatchString(c.Name) {
+		bad("name", "%q must be 1-40 lower-case letters, digits or dashes, not starting or ending with a dash", c.Name)
+	}
+	switch {
+	case c.Box == "":
+		bad("box", "is required: a local path, file:// or https:// URL of a qcow2 cloud image")
+	case strings.HasPrefix(c.Box, "http://"), strings.HasPrefix(c.Box, "https://"):
+		if c.BoxSHA256 == "" {
+			bad("box_sha256", "is required when box is a URL (hint: sha256sum the image and paste the digest)")
+		}
+	case strings.HasPrefix(c.Box, "file://"), !strings.Contains(c.Box, "://"):
+	default:
+		bad("box", "%q: unsupported scheme (use a local path, file:// or https://)", c.Box)
+	}
+	if c.BoxSHA256 != "" && !sha256RE.MatchString(c.BoxSHA256) {
+		bad("box_sha256", "%q is not a sha256 digest (64 hex digits)", c.BoxSHA256)
+	}
+	if c.CPUs < 1 || c.CPUs > 64 {
+		bad("cpus", "%d must be between 1 and 64", c.CPUs)
+	}
+	var err error
+	if c.Memory, err = ParseSize(c.MemoryText); err != nil {
+		bad("memory", "%v", err)
+	} else if c.Memory < 256*MiB {
+		bad("memory", "%s is too small (at least 256MiB)", c.Memory)
+	}
+	if c.Disk, err = ParseSize(c.DiskText); err != nil {
+		bad("disk", "%v", err)
+	} else if c.Disk < 1*GiB {
+		bad("disk", "%s is too small (at least 1GiB)", c.Disk)
+	}
+	if !contains(Accelerators, c.Accel) {
+		bad("accel", "%q must be one of %s (DEVBOX_ACCEL overrides it)", c.Accel, strings.Join(Accelerators, ", "))
+	}
+	if !strings.Contains(c.LibvirtURI, ":///") && !strings.Contains(c.LibvirtURI, "://") {
+		bad("libvirt_uri", "%q is not a libvirt URI such as qemu:///system", c.LibvirtURI)
+	}
+	if c.BootTimeout, err = time.ParseDuration(c.BootTimeoutText); err != nil {
+		bad("boot_timeout", "%q is not a duration (write it like 90s or 5m)", c.BootTimeoutText)
+	} else if c.BootTimeout < 10*time.Second {
+		bad("boot_timeout", "%s is too short (at least 10s)", c.BootTimeout)
+	}
+	if !userNameRE.MatchString(c.User.Name) {
+		bad("user.name", "%q is not a valid Linux user name", c.User.Name)
+	} else if reservedUsers[c.User.Name] {
+		bad("user.name", "%q is a system account name; pick another", c.User.Name)
+	}
+	if c.User.UID != 0 && (c.User.UID < 1000 || c.User.UID > 60000) {
+		bad("user.uid", "%d must be between 1000 and 60000", c.User.UID)
+	}
+	if !contains([]string{"auto", "docker", "distro"}, c.Docker.Source) {
+		bad("docker.source", "%q must be auto, docker or distro", c.Docker.Source)
+	}
+	seen := map[string]bool{}
+	for i, s := range c.Provision {
+		p := fmt.Sprintf("provision[%d]", i)
+		if !stepNameRE.MatchString(s.Name) {
+			bad(p+".name", "%q must be 1-63 letters, digits, spaces, dots, dashes or underscores", s.Name)
+		} else if seen[s.Name] {
+			bad(p+".name", "%q is used by another step", s.Name)
+		}
+		seen[s.Name] = true
+		if s.Run != "once" && s.Run != "always" {
+			bad(p+".run", "%q must be once or always", s.Run)
+		}
+		if strings.TrimSpace(s.Script) == "" {
+			bad(p+".script", "is required")
+		}
+	}
+	if errs != nil {
+		errs.ErrorFormat = listErrors
+	}
+	return errs.ErrorOrNil()
+}
+
+func listErrors(es []error) string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = "  - " + e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,266 @@
+// Package instance ties config, boxes, the VM driver, SSH and provisioning
+// together into devbox's commands: up, halt, destroy, status, provision
+// and ssh.
+package instance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/devbox-vm/devbox/internal/cli"
+	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/sshutil"
+	"github.com/devbox-vm/devbox/vm"
+)
+
+// Connector opens a driver for a libvirt URI (swapped in tests).
+type Connector func(ctx context.Context, uri string) (vm.Driver, error)
+
+// Instance is one configured VM and what devbox knows of it on the host.
+type Instance struct {
+	Cfg     *config.Config
+	Home    Home
+	Status  *cli.Status
+	Connect Connector
+
+	driver vm.Driver
+}
+
+// New prepares an instance; nothing is touched until a command runs.
+func New(cfg *config.Config, home Home, status *cli.Status, connect Connector) *Instance {
+	return &Instance{Cfg: cfg, Home: home, Status: status, Connect: connect}
+}
+
+// Name is the user's instance name; Domain its libvirt name.
+func (in *Instance) Name() string   { return in.Cfg.Name }
+func (in *Instance) Domain() string { return in.Home.DomainName(in.Cfg.Name) }
+
+// Dir is the instance's folder of keys and logs.
+func (in *Instance) Dir() string { return in.Home.InstanceDir(in.Cfg.Name) }
+
+func (in *Instance) keyFile() string     { return filepath.Join(in.Dir(), "id_ed25519") }
+func (in *Instance) hostKeyFile() string { return filepath.Join(in.Dir(), "ssh_host_ed25519_key") }
+
+// ConsoleLog is where the VM's serial console is written.
+func (in *Instance) ConsoleLog() string { return filepath.Join(in.Dir(), "console.log") }
+
+// ProvisionLog holds the output of every provisioning step.
+func (in *Instance) ProvisionLog() string { return filepath.Join(in.Dir(), "provision.log") }
+
+// Driver connects to libvirt on first use.
+func (in *Instance) Driver(ctx context.Context) (vm.Driver, error) {
+	if in.driver != nil {
+		return in.driver, nil
+	}
+	d, err := in.Connect(ctx, in.Cfg.LibvirtURI)
+	if err != nil {
+		return nil, err
+	}
+	in.driver = d
+	return d, nil
+}
+
+// Close releases the libvirt connection.
+func (in *Instance) Close() error {
+	if in.driver == nil {
+		return nil
+	}
+	err := in.driver.Close()
+	in.driver = nil
+	return err
+}
+
+// Inspect reports the instance's live state; a missing one has state
+// vm.StateNotCreated and no error.
+func (in *Instance) Inspect(ctx context.Context) (vm.Info, error) {
+	d, err := in.Driver(ctx)
+	if err != nil {
+		return vm.Info{}, err
+	}
+	info, err := d.Inspect(ctx, in.Domain())
+	if errors.Is(err, vm.ErrNotFound) {
+		return vm.Info{Name: in.Domain(), Instance: in.Name(), State: vm.StateNotCreated}, nil
+	}
+	return info, err
+}
+
+// errNotCreated is returned by commands that need an existing instance.
+func (in *Instance) errNotCreated() error {
+	return fmt.Errorf("instance %q is not created (hint: run devbox up)", in.Name())
+}
+
+// errNotRunning is returned by commands that need a running instance.
+func (in *Instance) errNotRunning(st vm.State) error {
+	return fmt.Errorf("instance %q is %s (hint: run devbox up)", in.Name(), st)
+}
+
+// target is how to reach the guest's SSH server for info.
+func (in *Instance) target(info vm.Info) (sshutil.Target, error) {
+	host, err := sshutil.ReadKeyPair(in.hostKeyFile())
+	if err != nil {
+		return sshutil.Target{}, fmt.Errorf("host key of instance %q: %w (hint: its folder %s was removed; devbox destroy and up again)", in.Name(), err, in.Dir())
+	}
+	user := info.User
+	if user == "" {
+		user = in.Cfg.User.Name
+	}
+	return sshutil.Target{
+		Addr:    fmt.Sprintf("127.0.0.1:%d", info.SSHPort),
+		User:    user,
+		KeyFile: in.keyFile(),
+		HostKey: host.Public,
+	}, nil
+}
+
+// Connect dials the running guest once (no retry).
+func (in *Instance) dial(ctx context.Context, info vm.Info) (*sshutil.Client, error) {
+	t, err := in.target(info)
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	c, err := sshutil.Dial(dctx, t)
+	if err != nil {
+		return nil, fmt.Errorf("ssh to instance %q: %w (hint: devbox status; the console log is %s)", in.Name(), err, in.ConsoleLog())
+	}
+	return c, nil
+}
+
+// running checks that the instance runs and returns its info.
+func (in *Instance) running(ctx context.Context) (vm.Info, error) {
+	info, err := in.Inspect(ctx)
+	if err != nil {
+		return info, err
+	}
+	switch info.State {
+	case vm.StateRunning:
+		return info, nil
+	case vm.StateNotCreated:
+		return info, in.errNotCreated()
+	}
+	return info, in.errNotRunning(info.State)
+}
+
+// SSH runs args in the guest (an interactive shell when args is empty)
+// and returns the remote exit status.
+func (in *Instance) SSH(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer, tty bool) (int, error) {
+	info, err := in.running(ctx)
+	if err != nil {
+		return 1, err
+	}
+	c, err := in.dial(ctx, info)
+	if err != nil {
+		return 1, err
+	}
+	defer c.Close()
+	cmd := joinArgs(args)
+	if tty || cmd == "" {
+		return c.Shell(ctx, cmd, stdin, stdout, stderr)
+	}
+	return c.Run(ctx, cmd, stdin, stdout, stderr)
+}
+
+// Halt stops the instance: a clean poweroff over SSH first, then ACPI,
+// then forced off. force skips straight to forced off.
+func (in *Instance) Halt(ctx context.Context, force bool, timeout time.Duration) error {
+	info, err := in.Inspect(ctx)
+	if err != nil {
+		return err
+	}
+	switch info.State {
+	case vm.StateNotCreated:
+		return in.errNotCreated()
+	case vm.StateStopped:
+		in.Status.Infof("instance %q is already stopped", in.Name())
+		return nil
+	}
+	d, _ := in.Driver(ctx)
+	if force {
+		return in.Status.Step("Forcing the VM off", func() error { return d.Kill(ctx, in.Domain()) })
+	}
+	return in.Status.Step("Halting the VM", func() error {
+		if in.poweroffOverSSH(ctx, info) {
+			wctx, cancel := context.WithTimeout(ctx, timeout)
+			err := d.WaitStopped(wctx, in.Domain())
+			cancel()
+			if err == nil {
+				return nil
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// The guest did not power off by itself: ACPI, then force.
+		return d.Shutdown(ctx, in.Domain(), timeout)
+	})
+}
+
+// poweroffOverSSH asks the guest to power off; it reports whether the
+// request was delivered.
+func (in *Instance) poweroffOverSSH(ctx context.Context, info vm.Info) bool {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	t, err := in.target(info)
+	if err != nil {
+		return false
+	}
+	c, err := sshutil.Dial(dctx, t)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	// The connection drops as the guest goes down; the exit status is moot.
+	_, err = c.Run(dctx, "sudo -n systemctl poweroff --no-block", nil, nil, nil)
+	return err == nil
+}
+
+// Destroy removes the instance's VM, its volumes, keys and logs. The
+// shared base volume and the box cache stay.
+func (in *Instance) Destroy(ctx context.Context) error {
+	d, err := in.Driver(ctx)
+	if err != nil {
+		return err
+	}
+	return in.Status.Step(fmt.Sprintf("Destroying instance %q", in.Name()), func() error {
+		if err := d.Delete(ctx, in.Domain()); err != nil && !errors.Is(err, vm.ErrNotFound) {
+			return err
+		}
+		if err := os.RemoveAll(in.Dir()); err != nil {
+			return fmt.Errorf("remove instance folder %s: %w", in.Dir(), err)
+		}
+		return nil
+	})
+}
+
+// newInstanceID names one creation of the instance for cloud-init.
+func newInstanceID(name string) string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return "devbox-" + name + "-" + hex.EncodeToString(b)
+}
+
+// joinArgs makes one shell command line of args, each quoted when needed,
+// so `devbox ssh -- sh -c 'a | b'` runs what was typed.
+func joinArgs(args []string) string {
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = quoteArg(a)
+	}
+	return strings.Join(quoted, " ")
+}
+
+func quoteArg(a string) string {
+	if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == "" {
+		return a
+	}
+	return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+}

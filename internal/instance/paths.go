@@ -1,0 +1,54 @@
+package instance
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Home is where devbox keeps state and cache. DEVBOX_HOME puts both under
+// one folder; otherwise state goes to the XDG data dir and the cache to
+// the XDG cache dir.
+type Home struct {
+	State string // instances/<name>/… (keys, logs)
+	Cache string // boxes/…
+}
+
+// DefaultHome reads DEVBOX_HOME, else the XDG dirs.
+func DefaultHome() (Home, error) {
+	if h := os.Getenv("DEVBOX_HOME"); h != "" {
+		abs, err := filepath.Abs(h)
+		if err != nil {
+			return Home{}, fmt.Errorf("DEVBOX_HOME %q: %w", h, err)
+		}
+		return Home{State: abs, Cache: filepath.Join(abs, "cache")}, nil
+	}
+	userHome, err := os.UserHomeDir()
+	if err != nil {
+		return Home{}, fmt.Errorf("find home folder: %w (hint: set DEVBOX_HOME)", err)
+	}
+	data := os.Getenv("XDG_DATA_HOME")
+	if data == "" {
+		data = filepath.Join(userHome, ".local", "share")
+	}
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		cache = filepath.Join(userHome, ".cache")
+	}
+	return Home{State: filepath.Join(data, "devbox"), Cache: filepath.Join(cache, "devbox")}, nil
+}
+
+// InstanceDir is the folder of one instance's keys and logs.
+func (h Home) InstanceDir(name string) string { return filepath.Join(h.State, "instances", name) }
+
+// BoxCache is where downloaded boxes are kept.
+func (h Home) BoxCache() string { return filepath.Join(h.Cache, "boxes") }
+
+// DomainName is the libvirt name of an instance: unique per home, so two
+// homes on one libvirt never touch each other's instances.
+func (h Home) DomainName(name string) string {
+	sum := sha256.Sum256([]byte(h.State))
+	return fmt.Sprintf("devbox-%s-%s", name, hex.EncodeToString(sum[:])[:6])
+}

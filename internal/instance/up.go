@@ -1,0 +1,273 @@
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/devbox-vm/devbox/boxes"
+	"github.com/devbox-vm/devbox/internal/seed"
+	"github.com/devbox-vm/devbox/provision"
+	"github.com/devbox-vm/devbox/sshutil"
+	"github.com/devbox-vm/devbox/vm"
+)
+
+// ProvisionMode says whether up provisions.
+type ProvisionMode int
+
+// Provision modes for up.
+const (
+	ProvisionAuto  ProvisionMode = iota // when the guest was never fully provisioned
+	ProvisionForce                      // --provision
+	ProvisionSkip                       // --no-provision
+)
+
+// Up makes the instance exist, run, answer SSH and be provisioned. If ctx
+// is cancelled (Ctrl-C) it undoes what this call created or started.
+func (in *Instance) Up(ctx context.Context, mode ProvisionMode) (err error) {
+	d, err := in.Driver(ctx)
+	if err != nil {
+		return err
+	}
+	info, err := in.Inspect(ctx)
+	if err != nil {
+		return err
+	}
+	var created, started bool
+	defer func() {
+		if err == nil || ctx.Err() == nil {
+			return
+		}
+		// Interrupted: roll back with a fresh context, bounded.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		switch {
+		case created:
+			in.Status.Infof("interrupted: removing the instance this run created")
+			if derr := d.Delete(rctx, in.Domain()); derr != nil && !errors.Is(derr, vm.ErrNotFound) {
+				in.Status.Warnf("rollback: %v", derr)
+			}
+			os.RemoveAll(in.Dir())
+		case started:
+			in.Status.Infof("interrupted: stopping the VM this run started")
+			if kerr := d.Kill(rctx, in.Domain()); kerr != nil {
+				in.Status.Warnf("rollback: %v", kerr)
+			}
+		}
+	}()
+
+	if info.State == vm.StateNotCreated {
+		if err := in.create(ctx, d); err != nil {
+			return err
+		}
+		created = true
+	}
+	info, err = in.Inspect(ctx)
+	if err != nil {
+		return err
+	}
+	if info.State == vm.StateRunning {
+		in.Status.Infof("instance %q is already running", in.Name())
+	} else {
+		if err := in.Status.Step("Starting the VM", func() error {
+			info, err = d.Start(ctx, in.Domain())
+			return err
+		}); err != nil {
+			return err
+		}
+		started = true
+	}
+
+	var client *sshutil.Client
+	if err := in.Status.Step(fmt.Sprintf("Waiting for SSH on 127.0.0.1:%d", info.SSHPort), func() error {
+		client, err = in.waitSSH(ctx, d, info)
+		return err
+	}); err != nil {
+		return err
+	}
+	defer client.Close()
+	return in.provision(ctx, client, mode)
+}
+
+// create resolves the box and defines the instance with fresh keys and
+// seed. On failure nothing of the instance is left behind.
+func (in *Instance) create(ctx context.Context, d vm.Driver) (err error) {
+	cfg := in.Cfg
+	var box boxes.Box
+	if err := in.Status.Step("Resolving box", func() error {
+		box, err = boxes.Resolve(ctx, cfg.Box, cfg.BoxSHA256, boxes.Options{CacheDir: in.Home.BoxCache(), Progress: statusWriter{in.Status}})
+		return err
+	}); err != nil {
+		return err
+	}
+	accel, fellBack, err := d.ResolveAccel(ctx, cfg.Accel)
+	if err != nil {
+		return err
+	}
+	if fellBack {
+		in.Status.Warnf("no hardware acceleration (kvm or hvf) is offered by libvirt at %s: using software emulation (tcg), which is several times slower", cfg.LibvirtURI)
+	}
+	return in.Status.Step(fmt.Sprintf("Creating instance %q (%d CPUs, %s memory, %s disk, accel %s)", in.Name(), cfg.CPUs, cfg.Memory, cfg.Disk, accel), func() (err error) {
+		if err := os.MkdirAll(in.Dir(), 0o700); err != nil {
+			return fmt.Errorf("create instance folder: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				os.RemoveAll(in.Dir())
+			}
+		}()
+		userKey, err := sshutil.NewEd25519("devbox-" + in.Name())
+		if err != nil {
+			return err
+		}
+		hostKey, err := sshutil.NewEd25519("devbox-host-" + in.Name())
+		if err != nil {
+			return err
+		}
+		if err := sshutil.WriteKeyPair(in.keyFile(), userKey); err != nil {
+			return err
+		}
+		if err := sshutil.WriteKeyPair(in.hostKeyFile(), hostKey); err != nil {
+			return err
+		}
+		iso, err := seed.ISO(seed.Data{
+			Instance:       in.Name(),
+			InstanceID:     newInstanceID(in.Name()),
+			Hostname:       in.Name(),
+			User:           cfg.User.Name,
+			UID:            cfg.User.UID,
+			AuthorizedKey:  userKey.Public,
+			HostKeyPrivate: string(hostKey.Private),
+			HostKeyPublic:  hostKey.Public,
+		})
+		if err != nil {
+			return err
+		}
+		return d.Create(ctx, vm.Spec{
+			Name:       in.Domain(),
+			Instance:   in.Name(),
+			Home:       in.Home.State,
+			User:       cfg.User.Name,
+			CPUs:       cfg.CPUs,
+			MemoryMiB:  int64(cfg.Memory) >> 20,
+			DiskBytes:  int64(cfg.Disk),
+			Accel:      accel,
+			BoxPath:    box.Path,
+			BoxSHA256:  box.SHA256,
+			BoxFormat:  box.Format,
+			BoxSize:    box.Size,
+			Seed:       iso,
+			ConsoleLog: in.ConsoleLog(),
+		}, in.Status.Infof)
+	})
+}
+
+// waitSSH dials until the guest answers, the VM stops, or boot_timeout.
+func (in *Instance) waitSSH(ctx context.Context, d vm.Driver, info vm.Info) (*sshutil.Client, error) {
+	t, err := in.target(info)
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, in.Cfg.BootTimeout)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() {
+		if d.WaitStopped(wctx, in.Domain()) == nil {
+			close(stopped)
+			cancel()
+		}
+	}()
+	c, err := sshutil.DialRetry(wctx, t)
+	if err == nil {
+		return c, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	select {
+	case <-stopped:
+		return nil, fmt.Errorf("the VM stopped while booting (hint: see the console log %s)", in.ConsoleLog())
+	default:
+	}
+	hint := fmt.Sprintf("see the console log %s", in.ConsoleLog())
+	if info.Accel == "kvm" || info.Accel == "hvf" {
+		hint += fmt.Sprintf("; accel %s was chosen: if this host's %s cannot boot the guest, set accel: tcg in devbox.yaml (or DEVBOX_ACCEL=tcg)", info.Accel, info.Accel)
+	}
+	hint += "; devbox destroy removes the instance"
+	return nil, fmt.Errorf("SSH on %s did not answer within boot_timeout %s: %w (hint: %s)", t.Addr, in.Cfg.BootTimeout, err, hint)
+}
+
+// plan is the provisioning plan from the config.
+func (in *Instance) plan() ([]provision.Step, error) {
+	var steps []provision.UserStep
+	for _, s := range in.Cfg.Provision {
+		steps = append(steps, provision.UserStep{Name: s.Name, Always: s.Run == "always", Script: s.Script, AsRoot: s.AsRoot()})
+	}
+	return provision.Plan(provision.Options{User: in.Cfg.User.Name, DockerSource: in.Cfg.Docker.Source, Steps: steps})
+}
+
+// provision runs the plan when mode and the guest's stamp call for it.
+func (in *Instance) provision(ctx context.Context, c *sshutil.Client, mode ProvisionMode) error {
+	steps, err := in.plan()
+	if err != nil {
+		return err
+	}
+	if mode == ProvisionSkip {
+		return nil
+	}
+	if mode == ProvisionAuto {
+		st, err := provision.Check(ctx, c, steps)
+		if err != nil {
+			return err
+		}
+		switch st {
+		case provision.Provisioned:
+			in.Status.Infof("already provisioned (devbox provision runs it again)")
+			return nil
+		case provision.Changed:
+			in.Status.Infof("provisioning in devbox.yaml changed since this instance was provisioned: run devbox provision to apply it")
+			return nil
+		}
+	}
+	log, err := os.OpenFile(in.ProvisionLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open provision log: %w", err)
+	}
+	defer log.Close()
+	err = provision.Run(ctx, c, steps, in.Status, log)
+	var se *provision.StepError
+	if errors.As(err, &se) {
+		return fmt.Errorf("%w\n(the instance is kept for inspection: fix the step, then run devbox provision; full output in %s)", err, in.ProvisionLog())
+	}
+	return err
+}
+
+// Provision runs every provisioning step again on the running instance
+// (run-once steps already done are skipped).
+func (in *Instance) Provision(ctx context.Context) error {
+	info, err := in.running(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := in.dial(ctx, info)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return in.provision(ctx, c, ProvisionForce)
+}
+
+// statusWriter turns progress lines written to it into status notes.
+type statusWriter struct{ s interface{ Infof(string, ...any) } }
+
+func (w statusWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		if strings.TrimSpace(line) != "" {
+			w.s.Infof("%s", strings.TrimSpace(line))
+		}
+	}
+	return len(p), nil
+}

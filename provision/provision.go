@@ -1,0 +1,277 @@
+// Package provision runs ordered, idempotent provisioning steps in a guest
+// through a small Runner (in practice an SSH connection). It knows nothing
+// of libvirt or SSH.
+package provision
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/devbox-vm/devbox/templates"
+)
+
+// Runner runs a shell command line in the guest and returns its exit
+// status; err is for transport failures only.
+type Runner interface {
+	Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) (int, error)
+}
+
+// StateDir holds devbox's markers inside the guest.
+const StateDir = "/var/lib/devbox"
+
+// StampFile records the plan a guest was last fully provisioned with.
+const StampFile = StateDir + "/provisioned"
+
+// Step is one provisioning step.
+type Step struct {
+	Name string
+	// Check is a shell command that exits 0 when the step is already done;
+	// empty means the step always runs.
+	Check string
+	// Script is a bash script; it runs as root unless AsUser is set.
+	Script string
+	AsUser bool
+	// Marker, when set, is a file written after success; its presence
+	// makes Check pass on later runs (for the user's run-once steps).
+	Marker string
+}
+
+// UserStep is one of the user's own steps from devbox.yaml.
+type UserStep struct {
+	Name   string
+	Always bool // run on every provisioning pass, not only once
+	Script string
+	AsRoot bool
+}
+
+// Options describe the guest to provision.
+type Options struct {
+	User         string // the docker-group user
+	DockerSource string // auto, docker or distro
+	Steps        []UserStep
+}
+
+// Plan is the ordered list of steps for opts.
+func Plan(opts Options) ([]Step, error) {
+	install, err := templates.Render("install-docker.sh.tmpl", struct{ Source string }{opts.DockerSource})
+	if err != nil {
+		return nil, err
+	}
+	u := shellQuote(opts.User)
+	steps := []Step{
+		{
+			Name: "Waiting for cloud-init to finish",
+			Script: `if command -v cloud-init >/dev/null 2>&1; then
+  if ! cloud-init status --wait >/dev/null 2>&1; then
+    echo "warning: cloud-init reported a problem (see /var/log/cloud-init-output.log in the guest):"
+    cloud-init status --long || true
+  fi
+fi`,
+		},
+		{
+			Name:  "Creating docker-group user " + opts.User,
+			Check: "id -nG " + u + " | tr ' ' '\\n' | grep -qx docker",
+			Script: "getent group docker >/dev/null || groupadd --system docker\n" +
+				"id " + u + " >/dev/null 2>&1 || useradd --create-home --shell /bin/bash " + u + "\n" +
+				"usermod -aG docker " + u,
+		},
+		{
+			Name:   "Installing Docker engine",
+			Check:  "command -v dockerd >/dev/null && systemctl is-enabled -q docker && systemctl is-active -q docker",
+			Script: string(install),
+		},
+		{
+			Name: "Checking docker as " + opts.User,
+			// The daemon may still be starting: wait for it, bounded.
+			Script: "for i in $(seq 1 60); do\n" +
+				"  if v=$(sudo -u " + u + " -H docker info --format '{{.ServerVersion}}' 2>&1); then echo \"docker $v works for " + opts.User + "\"; exit 0; fi\n" +
+				"  sleep 1\ndone\necho \"$v\" >&2\nexit 1",
+		},
+	}
+	for _, s := range opts.Steps {
+		st := Step{Name: s.Name, Script: s.Script, AsUser: !s.AsRoot}
+		if !s.Always {
+			st.Marker = fmt.Sprintf("%s/steps/%s.%s", StateDir, markerName(s.Name), shortHash(s.Script))
+			st.Check = "test -e " + shellQuote(st.Marker)
+		}
+		steps = append(steps, st)
+	}
+	return steps, nil
+}
+
+// Stamp identifies a plan: a guest stamped with it needs no provisioning.
+func Stamp(steps []Step) string {
+	h := sha256.New()
+	for _, s := range steps {
+		fmt.Fprintf(h, "%s\x00%s\x00%s\x00%v\x00%s\x00", s.Name, s.Check, s.Script, s.AsUser, s.Marker)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// Status is what Provisioned finds in the guest.
+type Status int
+
+// Provisioning states of a guest.
+const (
+	NotProvisioned Status = iota // never finished a provisioning pass
+	Provisioned                  // finished one with this plan
+	Changed                      // finished one with another plan
+)
+
+// Check reads the guest's stamp and compares it with the plan's.
+func Check(ctx context.Context, r Runner, steps []Step) (Status, error) {
+	var out bytes.Buffer
+	code, err := r.Run(ctx, "cat "+StampFile+" 2>/dev/null", nil, &out, nil)
+	if err != nil {
+		return NotProvisioned, fmt.Errorf("read provisioning stamp: %w", err)
+	}
+	got := strings.TrimSpace(out.String())
+	switch {
+	case code != 0 || got == "":
+		return NotProvisioned, nil
+	case got == Stamp(steps):
+		return Provisioned, nil
+	}
+	return Changed, nil
+}
+
+// Reporter is told when each step starts and ends.
+type Reporter interface {
+	Start(step string)
+	End(step string, skipped bool, took time.Duration, err error)
+}
+
+// StepError is a step that failed in the guest.
+type StepError struct {
+	Step   string
+	Status int
+	Tail   string // the last lines of its output
+}
+
+func (e *StepError) Error() string {
+	return fmt.Sprintf("provision step %q failed with exit status %d:\n%s", e.Step, e.Status, indentLines(e.Tail, "    "))
+}
+
+// Run runs the steps in order, skipping those whose Check passes, and
+// stamps the guest when all succeed. Each step's output goes to log.
+// It stops at the first failing step, whose error is a *StepError.
+func Run(ctx context.Context, r Runner, steps []Step, rep Reporter, log io.Writer) error {
+	if log == nil {
+		log = io.Discard
+	}
+	for _, s := range steps {
+		rep.Start(s.Name)
+		start := time.Now()
+		skipped, err := runStep(ctx, r, s, log)
+		rep.End(s.Name, skipped, time.Since(start), err)
+		if err != nil {
+			return err
+		}
+	}
+	stamp := "mkdir -p " + StateDir + " && echo " + Stamp(steps) + " > " + StampFile
+	if code, err := r.Run(ctx, "sudo -n sh -c "+shellQuote(stamp), nil, nil, nil); err != nil || code != 0 {
+		return fmt.Errorf("write provisioning stamp (exit %d): %v", code, err)
+	}
+	return nil
+}
+
+func runStep(ctx context.Context, r Runner, s Step, log io.Writer) (skipped bool, err error) {
+	fmt.Fprintf(log, "==> %s (%s)\n", s.Name, time.Now().Format(time.RFC3339))
+	if s.Check != "" {
+		code, err := r.Run(ctx, "sudo -n sh -c "+shellQuote(s.Check), nil, log, log)
+		if err != nil {
+			return false, fmt.Errorf("provision step %q: check: %w", s.Name, err)
+		}
+		if code == 0 {
+			fmt.Fprintln(log, "already done")
+			return true, nil
+		}
+	}
+	// The script travels on stdin into a temp file and runs with stdin
+	// from /dev/null, so nothing in it can swallow the rest of the script.
+	var out tail
+	w := io.MultiWriter(log, &out)
+	code, err := r.Run(ctx, scriptCommand(s.AsUser), strings.NewReader(s.Script), w, w)
+	if err != nil {
+		return false, fmt.Errorf("provision step %q: %w", s.Name, err)
+	}
+	if code != 0 {
+		return false, &StepError{Step: s.Name, Status: code, Tail: out.String()}
+	}
+	if s.Marker != "" {
+		mark := "mkdir -p \"$(dirname " + shellQuote(s.Marker) + ")\" && touch " + shellQuote(s.Marker)
+		if code, err := r.Run(ctx, "sudo -n sh -c "+shellQuote(mark), nil, log, log); err != nil || code != 0 {
+			return false, fmt.Errorf("provision step %q: write marker %s (exit %d): %v", s.Name, s.Marker, code, err)
+		}
+	}
+	return false, nil
+}
+
+// scriptCommand reads a script from stdin into a temp file and runs it
+// with bash -e, as root unless asUser.
+func scriptCommand(asUser bool) string {
+	run := `sudo -n bash -e "$f"`
+	if asUser {
+		run = `bash -e "$f"`
+	}
+	return `f=$(mktemp /tmp/devbox-step.XXXXXX) && cat > "$f" && chmod 0755 "$f" && ` +
+		`(cd; ` + run + ` </dev/null); rc=$?; rm -f "$f"; exit $rc`
+}
+
+var unsafeRE = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+func markerName(name string) string { return unsafeRE.ReplaceAllString(name, "_") }
+
+func shortHash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])[:12]
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func indentLines(s, pad string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i := range lines {
+		lines[i] = pad + lines[i]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// tail keeps the last lines written to it.
+type tail struct {
+	lines   []string
+	partial string
+}
+
+const tailLines = 25
+
+func (t *tail) Write(p []byte) (int, error) {
+	parts := strings.Split(t.partial+string(p), "\n")
+	t.partial = parts[len(parts)-1]
+	t.lines = append(t.lines, parts[:len(parts)-1]...)
+	if len(t.lines) > tailLines {
+		t.lines = t.lines[len(t.lines)-tailLines:]
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	out := strings.Join(t.lines, "\n")
+	if t.partial != "" {
+		out += "\n" + t.partial
+	}
+	if strings.TrimSpace(out) == "" {
+		return "(no output)"
+	}
+	return out
+}

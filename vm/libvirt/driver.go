@@ -1,0 +1,353 @@
+package libvirt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
+
+	"github.com/devbox-vm/devbox/templates"
+	"github.com/devbox-vm/devbox/vm"
+)
+
+// PoolName is the storage pool holding every devbox volume. Keeping disks
+// and seeds in a pool (not in the user's 0700 home) lets QEMU, which runs
+// as its own user under qemu:///system, open them, and works for a remote
+// libvirt host too.
+const PoolName = "devbox"
+
+// MetadataNS marks a domain as devbox's in its <metadata>.
+const MetadataNS = "https://github.com/devbox-vm/devbox/xmlns/instance/1"
+
+// Driver is vm.Driver over one libvirt connection.
+type Driver struct {
+	l     *golibvirt.Libvirt
+	uri   *url.URL
+	local bool
+	// pollEvery is how often state is polled while waiting.
+	pollEvery time.Duration
+}
+
+var _ vm.Driver = (*Driver)(nil)
+
+// Close disconnects from libvirt.
+func (d *Driver) Close() error { return d.l.Disconnect() }
+
+func (d *Driver) poll() time.Duration {
+	if d.pollEvery == 0 {
+		return 300 * time.Millisecond
+	}
+	return d.pollEvery
+}
+
+// ResolveAccel asks libvirt's domain capabilities which domain types work.
+func (d *Driver) ResolveAccel(ctx context.Context, want string) (string, bool, error) {
+	offered := func(virtType string) bool {
+		_, err := d.l.ConnectGetDomainCapabilities(nil, golibvirt.OptString{"x86_64"}, nil, golibvirt.OptString{virtType}, 0)
+		return err == nil
+	}
+	switch want {
+	case "auto":
+		for _, a := range []string{"kvm", "hvf"} {
+			if err := ctx.Err(); err != nil {
+				return "", false, err
+			}
+			if offered(a) {
+				return a, false, nil
+			}
+		}
+		return "tcg", true, nil
+	case "kvm", "hvf":
+		if !offered(want) {
+			return "", false, fmt.Errorf("accel %s is not offered by libvirt at %s (hint: use accel: auto or tcg)", want, d.uri)
+		}
+		return want, false, nil
+	case "tcg":
+		return "tcg", false, nil
+	}
+	return "", false, fmt.Errorf("accel %q is not one of auto, kvm, hvf, tcg", want)
+}
+
+// domainType maps an accelerator to libvirt's domain type.
+func domainType(accel string) string {
+	if accel == "tcg" {
+		return "qemu"
+	}
+	return accel
+}
+
+// Volume names of an instance; the base is named by box content.
+func diskVolume(name string) string { return name + ".qcow2" }
+func seedVolume(name string) string { return name + "-seed.iso" }
+func baseVolume(sha string) string  { return "devbox-base-" + sha[:16] }
+
+// Create implements vm.Driver.
+func (d *Driver) Create(ctx context.Context, spec vm.Spec, progress vm.Progress) (err error) {
+	if progress == nil {
+		progress = func(string, ...any) {}
+	}
+	if _, lerr := d.l.DomainLookupByName(spec.Name); lerr == nil {
+		return fmt.Errorf("create instance %q: domain %s already exists", spec.Instance, spec.Name)
+	}
+	virtual, err := imageVirtualSize(spec.BoxPath, spec.BoxFormat)
+	if err != nil {
+		return err
+	}
+	if spec.DiskBytes < virtual {
+		return fmt.Errorf("disk %d MiB is smaller than the box's own %d MiB (hint: raise disk in devbox.yaml)", spec.DiskBytes>>20, virtual>>20)
+	}
+	pool, err := d.ensurePool(ctx)
+	if err != nil {
+		return err
+	}
+	base, err := d.ensureBase(ctx, pool, spec, progress)
+	if err != nil {
+		return err
+	}
+	basePath, err := d.l.StorageVolGetPath(base)
+	if err != nil {
+		return fmt.Errorf("path of base volume: %w", err)
+	}
+
+	// From here on, undo what this call made if a later step fails.
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	disk, err := d.l.StorageVolCreateXML(pool, overlayXML(diskVolume(spec.Name), spec.DiskBytes, basePath, spec.BoxFormat), 0)
+	if err != nil {
+		return fmt.Errorf("create disk volume %s: %w", diskVolume(spec.Name), err)
+	}
+	undo = append(undo, func() { d.l.StorageVolDelete(disk, 0) })
+
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	seed, err := d.l.StorageVolCreateXML(pool, plainVolumeXML(seedVolume(spec.Name), int64(len(spec.Seed))), 0)
+	if err != nil {
+		return fmt.Errorf("create seed volume %s: %w", seedVolume(spec.Name), err)
+	}
+	undo = append(undo, func() { d.l.StorageVolDelete(seed, 0) })
+	if err := d.l.StorageVolUpload(seed, bytes.NewReader(spec.Seed), 0, uint64(len(spec.Seed)), 0); err != nil {
+		return fmt.Errorf("upload seed volume %s: %w", seedVolume(spec.Name), err)
+	}
+
+	if spec.SSHPort == 0 {
+		if spec.SSHPort, err = freePort(); err != nil {
+			return err
+		}
+	}
+	domXML, err := RenderDomain(spec)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := d.l.DomainDefineXML(string(domXML)); err != nil {
+		return fmt.Errorf("define domain %s: %w", spec.Name, err)
+	}
+	return nil
+}
+
+// DomainData is what domain.xml.tmpl is rendered from.
+type DomainData struct {
+	vm.Spec
+	DomainType string
+	HostCPU    bool
+	Pool       string
+	DiskVolume string
+	SeedVolume string
+	MetadataNS string
+}
+
+// RenderDomain renders the libvirt domain XML for spec.
+func RenderDomain(spec vm.Spec) ([]byte, error) {
+	return templates.Render("domain.xml.tmpl", DomainData{
+		Spec:       spec,
+		DomainType: domainType(spec.Accel),
+		HostCPU:    spec.Accel != "tcg",
+		Pool:       PoolName,
+		DiskVolume: diskVolume(spec.Name),
+		SeedVolume: seedVolume(spec.Name),
+		MetadataNS: MetadataNS,
+	})
+}
+
+// ensurePool finds the devbox pool, defining and starting it when missing.
+func (d *Driver) ensurePool(ctx context.Context) (golibvirt.StoragePool, error) {
+	pool, err := d.l.StoragePoolLookupByName(PoolName)
+	if err != nil {
+		if !isCode(err, golibvirt.ErrNoStoragePool) {
+			return pool, fmt.Errorf("look up storage pool %s: %w", PoolName, err)
+		}
+		def := fmt.Sprintf("<pool type='dir'><name>%s</name><target><path>%s</path></target></pool>", PoolName, xmlEscape(d.poolPath()))
+		pool, err = d.l.StoragePoolDefineXML(def, 0)
+		if err != nil {
+			// Another devbox may have defined it meanwhile.
+			if p, lerr := d.l.StoragePoolLookupByName(PoolName); lerr == nil {
+				pool = p
+			} else {
+				return pool, fmt.Errorf("define storage pool %s at %s: %w", PoolName, d.poolPath(), err)
+			}
+		} else {
+			if err := d.l.StoragePoolBuild(pool, 0); err != nil {
+				return pool, fmt.Errorf("build storage pool %s at %s: %w", PoolName, d.poolPath(), err)
+			}
+			_ = d.l.StoragePoolSetAutostart(pool, 1)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return pool, err
+	}
+	state, _, _, _, err := d.l.StoragePoolGetInfo(pool)
+	if err != nil {
+		return pool, fmt.Errorf("storage pool %s: %w", PoolName, err)
+	}
+	if golibvirt.StoragePoolState(state) != golibvirt.StoragePoolRunning {
+		if err := d.l.StoragePoolCreate(pool, 0); err != nil && !isCode(err, golibvirt.ErrOperationInvalid) {
+			return pool, fmt.Errorf("start storage pool %s: %w", PoolName, err)
+		}
+	}
+	return pool, nil
+}
+
+// poolPath is where the pool keeps its files: libvirt's own images folder
+// for system daemons, the user's data folder for session daemons.
+func (d *Driver) poolPath() string {
+	if d.uri.Path == "/session" && d.local {
+		dir := os.Getenv("XDG_DATA_HOME")
+		if dir == "" {
+			home, _ := os.UserHomeDir()
+			dir = home + "/.local/share"
+		}
+		return dir + "/libvirt/images/devbox"
+	}
+	return "/var/lib/libvirt/images/devbox"
+}
+
+// ensureBase uploads the box once into the pool. A base whose size does
+// not match the box (an upload cut short) is deleted and uploaded again.
+func (d *Driver) ensureBase(ctx context.Context, pool golibvirt.StoragePool, spec vm.Spec, progress vm.Progress) (golibvirt.StorageVol, error) {
+	name := baseVolume(spec.BoxSHA256)
+	if err := d.l.StoragePoolRefresh(pool, 0); err != nil {
+		return golibvirt.StorageVol{}, fmt.Errorf("refresh storage pool %s: %w", PoolName, err)
+	}
+	vol, err := d.l.StorageVolLookupByName(pool, name)
+	if err == nil {
+		_, _, physical, err := d.l.StorageVolGetInfoFlags(vol, uint32(golibvirt.StorageVolGetPhysical))
+		if err == nil && int64(physical) == spec.BoxSize {
+			return vol, nil
+		}
+		progress("base volume %s is incomplete: uploading it again", name)
+		if err := d.l.StorageVolDelete(vol, 0); err != nil {
+			return vol, fmt.Errorf("delete incomplete base volume %s: %w", name, err)
+		}
+	} else if !isCode(err, golibvirt.ErrNoStorageVol) {
+		return vol, fmt.Errorf("look up base volume %s: %w", name, err)
+	}
+
+	f, err := os.Open(spec.BoxPath)
+	if err != nil {
+		return vol, fmt.Errorf("open box %s: %w", spec.BoxPath, err)
+	}
+	defer f.Close()
+	vol, err = d.l.StorageVolCreateXML(pool, plainVolumeXML(name, 0), 0)
+	if err != nil {
+		return vol, fmt.Errorf("create base volume %s: %w", name, err)
+	}
+	r := &uploadReader{ctx: ctx, r: f, total: spec.BoxSize, progress: progress, name: name}
+	if err := d.l.StorageVolUpload(vol, r, 0, uint64(spec.BoxSize), 0); err != nil {
+		d.l.StorageVolDelete(vol, 0)
+		if ctx.Err() != nil {
+			return vol, ctx.Err()
+		}
+		return vol, fmt.Errorf("upload box into base volume %s: %w", name, err)
+	}
+	progress("uploaded box into base volume %s (%d MiB)", name, spec.BoxSize>>20)
+	return vol, nil
+}
+
+// uploadReader stops an upload when ctx ends and reports progress.
+type uploadReader struct {
+	ctx      context.Context
+	r        io.Reader
+	name     string
+	total    int64
+	done     int64
+	last     time.Time
+	progress vm.Progress
+}
+
+func (u *uploadReader) Read(p []byte) (int, error) {
+	if err := u.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := u.r.Read(p)
+	u.done += int64(n)
+	if time.Since(u.last) > 2*time.Second && u.total > 0 {
+		u.last = time.Now()
+		u.progress("uploading base volume %s: %d%%", u.name, u.done*100/u.total)
+	}
+	return n, err
+}
+
+func plainVolumeXML(name string, capacity int64) string {
+	return fmt.Sprintf("<volume><name>%s</name><capacity unit='bytes'>%d</capacity><allocation unit='bytes'>0</allocation><target><format type='raw'/></target></volume>",
+		name, capacity)
+}
+
+func overlayXML(name string, capacity int64, backingPath, backingFormat string) string {
+	return fmt.Sprintf("<volume><name>%s</name><capacity unit='bytes'>%d</capacity><target><format type='qcow2'/></target>"+
+		"<backingStore><path>%s</path><format type='%s'/></backingStore></volume>",
+		name, capacity, xmlEscape(backingPath), backingFormat)
+}
+
+func xmlEscape(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+// imageVirtualSize reads the disk size a box presents to the guest: the
+// qcow2 header's size field, or a raw image's length.
+func imageVirtualSize(path, format string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("open box %s: %w", path, err)
+	}
+	defer f.Close()
+	if format == "raw" {
+		st, err := f.Stat()
+		if err != nil {
+			return 0, err
+		}
+		return st.Size(), nil
+	}
+	var hdr [32]byte
+	if _, err := io.ReadFull(f, hdr[:]); err != nil {
+		return 0, fmt.Errorf("read qcow2 header of box %s: %w", path, err)
+	}
+	if string(hdr[:4]) != "QFI\xfb" {
+		return 0, fmt.Errorf("box %s is not a qcow2 image", path)
+	}
+	return int64(binary.BigEndian.Uint64(hdr[24:32])), nil
+}
+
+func isCode(err error, code golibvirt.ErrorNumber) bool {
+	var e golibvirt.Error
+	return errors.As(err, &e) && e.Code == uint32(code)
+}

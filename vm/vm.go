@@ -1,0 +1,102 @@
+// Package vm defines what devbox needs from a hypervisor: a Driver that
+// creates, starts, stops and deletes instances and reports their state
+// from the hypervisor itself. vm/libvirt implements it over libvirt's RPC
+// protocol; vm/fake records calls for unit tests.
+package vm
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// State is what the hypervisor says an instance is doing.
+type State string
+
+// States, as reported by Inspect.
+const (
+	StateNotCreated State = "not created"
+	StateRunning    State = "running"
+	StateStopped    State = "stopped"
+	StatePaused     State = "paused"
+	StateOther      State = "unknown"
+)
+
+// Sentinel errors; drivers wrap them so callers can use errors.Is.
+var (
+	// ErrNotFound: no instance of that name exists.
+	ErrNotFound = errors.New("instance not found")
+	// ErrUnavailable: the hypervisor cannot be reached at all.
+	ErrUnavailable = errors.New("hypervisor unavailable")
+	// ErrPortTaken: the host port chosen for a forward is in use.
+	ErrPortTaken = errors.New("host port already in use")
+)
+
+// Spec is everything needed to create an instance.
+type Spec struct {
+	Name       string // hypervisor-level name, unique on the host
+	Instance   string // the user's instance name
+	Home       string // devbox home that owns it (recorded for list/status)
+	User       string // the guest user devbox logs in as (recorded)
+	CPUs       int
+	MemoryMiB  int64
+	DiskBytes  int64  // virtual size of the instance's disk
+	Accel      string // kvm, hvf or tcg (already resolved, see Driver.ResolveAccel)
+	BoxPath    string // local image the base volume is made from
+	BoxSHA256  string // identifies the base volume: one per box content
+	BoxFormat  string // qcow2 or raw
+	BoxSize    int64
+	Seed       []byte // cloud-init NoCloud seed image (ISO 9660, label cidata)
+	ConsoleLog string // host file the serial console is written to
+	SSHPort    int    // host port on 127.0.0.1 forwarded to guest port 22; 0 picks one
+}
+
+// Info is what Inspect reports, read live from the hypervisor.
+type Info struct {
+	Name       string
+	Instance   string
+	Home       string
+	User       string
+	State      State
+	Accel      string
+	SSHPort    int
+	ConsoleLog string
+	CPUs       int
+	MemoryMiB  int64
+}
+
+// Progress receives human-readable notes about long work (uploads).
+type Progress func(format string, args ...any)
+
+// Driver manages instances on one hypervisor connection.
+type Driver interface {
+	// ResolveAccel turns "auto" into the best accelerator the hypervisor
+	// offers (kvm or hvf, else tcg) and checks that an explicit choice is
+	// offered. fellBack is true when auto had to settle for tcg.
+	ResolveAccel(ctx context.Context, want string) (accel string, fellBack bool, err error)
+	// Create makes the base volume (once per box content, shared by all
+	// instances), the instance's overlay and seed volumes, and defines the
+	// instance, stopped. It returns an error wrapping nothing it created:
+	// on failure it removes what this call made. Create MUST fail when an
+	// instance of that name already exists.
+	Create(ctx context.Context, spec Spec, progress Progress) error
+	// Start boots a stopped instance. If its SSH port is taken on the host
+	// it picks another free one. Starting a running instance is a no-op.
+	Start(ctx context.Context, name string) (Info, error)
+	// Shutdown asks the guest to power off (ACPI) and waits up to timeout
+	// for it to stop; then it forces it off. A stopped instance is a no-op.
+	Shutdown(ctx context.Context, name string, timeout time.Duration) error
+	// Kill forces the instance off at once. A stopped instance is a no-op.
+	Kill(ctx context.Context, name string) error
+	// Delete stops the instance and removes its definition and its own
+	// volumes (not the shared base). Deleting a missing instance returns
+	// an error wrapping ErrNotFound.
+	Delete(ctx context.Context, name string) error
+	// Inspect reports the instance's state from the hypervisor; a missing
+	// instance returns an error wrapping ErrNotFound.
+	Inspect(ctx context.Context, name string) (Info, error)
+	// WaitStopped waits until the instance is no longer running.
+	WaitStopped(ctx context.Context, name string) error
+	// Close releases the hypervisor connection.
+	Close() error
+}
