@@ -261,7 +261,9 @@ func (in *Instance) Provision(ctx context.Context) error {
 }
 
 // statusWriter turns progress lines written to it into status notes.
-type statusWriter struct{ s interface{ Infof(string, ...any) } }
+type statusWriter struct {
+	s interface{ Infof(string, ...any) }
+}
 
 func (w statusWriter) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {

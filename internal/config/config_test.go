@@ -1,0 +1,174 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func parse(t *testing.T, yaml string) (*Config, error) {
+	t.Helper()
+	return Parse(strings.NewReader(yaml), "/work/My Project/devbox.yaml")
+}
+
+func TestExampleLoads(t *testing.T) {
+	c, err := Load("../../devbox.yaml.example")
+	if err != nil {
+		t.Fatalf("devbox.yaml.example does not load: %v", err)
+	}
+	if c.Name != "demo" || c.CPUs != 2 || c.Memory != 2*GiB || c.Disk != 20*GiB || c.BootTimeout != 5*time.Minute {
+		t.Errorf("unexpected values: %+v", c)
+	}
+	if len(c.Provision) != 2 || c.Provision[1].AsRoot() || !c.Provision[0].AsRoot() {
+		t.Errorf("provision steps: %+v", c.Provision)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	t.Setenv("DEVBOX_ACCEL", "")
+	t.Setenv("LIBVIRT_DEFAULT_URI", "qemu+ssh://builder/system")
+	c, err := parse(t, "box: images/debian.qcow2\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2]any{
+		"name":        {c.Name, "my-project"},
+		"box":         {c.Box, "/work/My Project/images/debian.qcow2"},
+		"cpus":        {c.CPUs, 2},
+		"memory":      {c.Memory, 2 * GiB},
+		"disk":        {c.Disk, 20 * GiB},
+		"accel":       {c.Accel, "auto"},
+		"libvirt_uri": {c.LibvirtURI, "qemu+ssh://builder/system"},
+		"source":      {c.Docker.Source, "auto"},
+		"dir":         {c.Dir, "/work/My Project"},
+	}
+	for field, v := range want {
+		if v[0] != v[1] {
+			t.Errorf("%s = %v, want %v", field, v[0], v[1])
+		}
+	}
+	if c.User.Name == "" {
+		t.Error("user.name has no default")
+	}
+}
+
+func TestAccelFromEnvironment(t *testing.T) {
+	t.Setenv("DEVBOX_ACCEL", "tcg")
+	c, err := parse(t, "box: x.qcow2\naccel: kvm\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Accel != "tcg" {
+		t.Errorf("accel = %q, want DEVBOX_ACCEL's tcg", c.Accel)
+	}
+	t.Setenv("DEVBOX_ACCEL", "warp")
+	if _, err := parse(t, "box: x.qcow2\n"); err == nil || !strings.Contains(err.Error(), "accel") {
+		t.Errorf("bad DEVBOX_ACCEL accepted: %v", err)
+	}
+}
+
+func TestUnknownFieldIsNamed(t *testing.T) {
+	_, err := parse(t, "box: x.qcow2\nmemroy: 2GiB\n")
+	if err == nil {
+		t.Fatal("misspelt field accepted")
+	}
+	if !strings.Contains(err.Error(), `unknown field "memroy"`) || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("error does not name the field and line: %v", err)
+	}
+}
+
+func TestEveryProblemReportedWithPath(t *testing.T) {
+	t.Setenv("DEVBOX_ACCEL", "")
+	_, err := parse(t, `
+name: Bad_Name
+box: https://example.invalid/x.qcow2
+cpus: -1
+memory: lots
+disk: 100MiB
+accel: turbo
+boot_timeout: 1s
+user: {name: root}
+docker: {source: snap}
+provision:
+  - name: a
+    run: sometimes
+    script: ""
+  - name: a
+    script: "true"
+`)
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, want := range []string{
+		"name:", "box_sha256: is required", "cpus:", "memory:", "disk:", "accel:", "boot_timeout:",
+		"user.name:", "docker.source:", "provision[0].run:", "provision[0].script:", "provision[1].name:",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestBoxRules(t *testing.T) {
+	for _, tc := range []struct{ yaml, wantErr string }{
+		{"box: ''\n", "box: is required"},
+		{"box: ftp://x/y.qcow2\n", "unsupported scheme"},
+		{"box: x.qcow2\nbox_sha256: abc\n", "box_sha256"},
+		{"box: file:///x.qcow2\n", ""},
+		{"box: https://x/y.qcow2\nbox_sha256: sha256:" + strings.Repeat("ab", 32) + "\n", ""},
+	} {
+		_, err := parse(t, tc.yaml)
+		if tc.wantErr == "" && err != nil {
+			t.Errorf("%q: %v", tc.yaml, err)
+		}
+		if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%q: got %v, want %q", tc.yaml, err, tc.wantErr)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]Size{"512MiB": 512 * MiB, "2GiB": 2 * GiB, "2G": 2 * GiB, "1024": 1024, "1TiB": TiB, "64KiB": 64 * KiB} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "2 gigs", "-1GiB", "1.5GiB", "iB", "99999999999999TiB"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+	if s := (1536 * MiB).String(); s != "1536MiB" {
+		t.Errorf("String = %s", s)
+	}
+}
+
+func TestSafeName(t *testing.T) {
+	for in, want := range map[string]string{"My Project": "my-project", "--x__y--": "x-y", "": "devbox", "ÄÖ": "devbox", strings.Repeat("a", 50): strings.Repeat("a", 40)} {
+		if got := SafeName(in); got != want {
+			t.Errorf("SafeName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestFindWalksUp(t *testing.T) {
+	root := t.TempDir()
+	sub := filepath.Join(root, "a", "b")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Find(sub); err == nil || !strings.Contains(err.Error(), "hint") {
+		t.Errorf("missing config: %v", err)
+	}
+	want := filepath.Join(root, FileName)
+	if err := os.WriteFile(want, []byte("box: x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Find(sub)
+	if err != nil || got != want {
+		t.Errorf("Find = %q, %v; want %q", got, err, want)
+	}
+}

@@ -1,0 +1,170 @@
+package sshutil
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// DefaultHandshakeTimeout bounds one SSH handshake when Target.HandshakeTimeout is zero.
+const DefaultHandshakeTimeout = 10 * time.Second
+
+// ErrHostKeyMismatch is wrapped by the error Dial returns when the server
+// presents a host key other than Target.HostKey.
+var ErrHostKeyMismatch = errors.New("host key mismatch")
+
+// Target says where and how to connect. The host key is pinned: there is no
+// trust-on-first-use and no way to skip the check.
+type Target struct {
+	Addr    string // "127.0.0.1:2222"
+	User    string
+	KeyFile string // private key path (unencrypted OpenSSH PEM)
+	HostKey string // the server's host public key, authorized_keys form
+
+	// HandshakeTimeout bounds the SSH handshake of each connection attempt;
+	// zero means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+}
+
+// Client is an SSH connection to a guest. It is safe for concurrent use;
+// each Run, Output, Shell or Upload uses its own session.
+type Client struct {
+	addr string
+	ssh  *ssh.Client
+}
+
+// Close closes the connection, ending any sessions still running.
+func (c *Client) Close() error {
+	return c.ssh.Close()
+}
+
+// Dial connects and authenticates once. Cancelling ctx aborts the TCP dial
+// and the handshake. A server presenting a host key other than t.HostKey is
+// refused with an error wrapping ErrHostKeyMismatch.
+func Dial(ctx context.Context, t Target) (*Client, error) {
+	cfg, err := clientConfig(t)
+	if err != nil {
+		return nil, err
+	}
+	return dial(ctx, t, cfg)
+}
+
+// DialRetry calls Dial until it succeeds or ctx is done, backing off from
+// 500ms to 2s between attempts, since a booting guest refuses, resets or
+// hangs connections and may not have its authorized key installed yet. Every
+// failure is retried except a host key mismatch (and a bad Target), which is
+// returned at once. When ctx ends, the error names t.Addr and how long it
+// tried, and wraps both the last dial error and ctx.Err().
+func DialRetry(ctx context.Context, t Target) (*Client, error) {
+	cfg, err := clientConfig(t)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	delay := 500 * time.Millisecond
+	var lastErr error
+	for attempt := 1; ; attempt++ {
+		c, err := dial(ctx, t, cfg)
+		if err == nil {
+			return c, nil
+		}
+		if errors.Is(err, ErrHostKeyMismatch) {
+			return nil, err
+		}
+		// An attempt cut short by ctx says nothing about the guest; keep the
+		// previous error if there is one. (The dial's own deadline, taken
+		// from ctx, can fire just before ctx reports it is done.)
+		deadline, hasDeadline := ctx.Deadline()
+		cut := ctx.Err() != nil || hasDeadline && !time.Now().Before(deadline)
+		if !cut || lastErr == nil {
+			lastErr = err
+		}
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, fmt.Errorf("ssh %s: gave up after %s and %d attempts (%w): %w",
+				t.Addr, time.Since(start).Round(100*time.Millisecond), attempt, ctx.Err(), lastErr)
+		case <-timer.C:
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}
+
+// clientConfig checks t and builds the ssh config; its errors are not worth retrying.
+func clientConfig(t Target) (*ssh.ClientConfig, error) {
+	want, _, _, _, err := ssh.ParseAuthorizedKey([]byte(t.HostKey))
+	if err != nil {
+		return nil, fmt.Errorf("ssh %s: parse host key %q: %w", t.Addr, t.HostKey, err)
+	}
+	pem, err := os.ReadFile(t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("ssh %s: read private key: %w", t.Addr, err)
+	}
+	signer, err := ssh.ParsePrivateKey(pem)
+	if err != nil {
+		return nil, fmt.Errorf("ssh %s: parse private key %s: %w", t.Addr, t.KeyFile, err)
+	}
+	timeout := t.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = DefaultHandshakeTimeout
+	}
+	return &ssh.ClientConfig{
+		User: t.User,
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: func(_ string, _ net.Addr, got ssh.PublicKey) error {
+			if bytes.Equal(got.Marshal(), want.Marshal()) {
+				return nil
+			}
+			return fmt.Errorf("%w: server presented %s %s, want %s %s", ErrHostKeyMismatch,
+				got.Type(), ssh.FingerprintSHA256(got), want.Type(), ssh.FingerprintSHA256(want))
+		},
+		// Ask for the pinned key's algorithm, so a server holding several
+		// host keys presents the one we know.
+		HostKeyAlgorithms: hostKeyAlgorithms(want),
+		Timeout:           timeout,
+	}, nil
+}
+
+func hostKeyAlgorithms(key ssh.PublicKey) []string {
+	if key.Type() == ssh.KeyAlgoRSA {
+		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
+	}
+	return []string{key.Type()}
+}
+
+func dial(ctx context.Context, t Target, cfg *ssh.ClientConfig) (*Client, error) {
+	d := net.Dialer{
+		Timeout: cfg.Timeout,
+		KeepAliveConfig: net.KeepAliveConfig{
+			Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3,
+		},
+	}
+	conn, err := d.DialContext(ctx, "tcp", t.Addr)
+	if err != nil {
+		return nil, err // already "dial tcp 127.0.0.1:2222: ..."
+	}
+	// Bound the handshake by both the timeout and ctx.
+	conn.SetDeadline(time.Now().Add(cfg.Timeout))
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	sc, chans, reqs, err := ssh.NewClientConn(conn, t.Addr, cfg)
+	if !stop() {
+		if err == nil {
+			sc.Close()
+		}
+		conn.Close()
+		return nil, fmt.Errorf("ssh handshake %s: %w", t.Addr, ctx.Err())
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("ssh handshake %s: %w", t.Addr, err)
+	}
+	conn.SetDeadline(time.Time{})
+	return &Client{addr: t.Addr, ssh: ssh.NewClient(sc, chans, reqs)}, nil
+}

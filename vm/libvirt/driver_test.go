@@ -1,0 +1,119 @@
+package libvirt
+
+import (
+	"encoding/xml"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/devbox-vm/devbox/internal/golden"
+	"github.com/devbox-vm/devbox/vm"
+)
+
+func testSpec(accel string) vm.Spec {
+	return vm.Spec{
+		Name: "devbox-demo-abc123", Instance: "demo", Home: "/home/u/.local/share/devbox", User: "dev",
+		CPUs: 2, MemoryMiB: 2048, DiskBytes: 20 << 30, Accel: accel,
+		ConsoleLog: "/home/u/.local/share/devbox/instances/demo/console.log", SSHPort: 40022,
+	}
+}
+
+func TestDomainGolden(t *testing.T) {
+	for _, accel := range []string{"tcg", "kvm"} {
+		out, err := RenderDomain(testSpec(accel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		golden.Check(t, "domain-"+accel+".xml", out)
+	}
+}
+
+func TestDomainEscapesAndParsesBack(t *testing.T) {
+	spec := testSpec("tcg")
+	spec.Home = `/tmp/a<b>&'c"`
+	out, err := RenderDomain(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var desc domainDesc
+	if err := xml.Unmarshal(out, &desc); err != nil {
+		t.Fatalf("rendered domain is not XML: %v\n%s", err, out)
+	}
+	m := desc.Meta.Instance
+	if m == nil || m.Home != spec.Home || m.SSHPort != 40022 || m.User != "dev" || m.Accel != "tcg" {
+		t.Errorf("metadata did not round-trip: %+v", m)
+	}
+	if desc.VCPU != 2 || toMiB(desc.Memory.Value, desc.Memory.Unit) != 2048 {
+		t.Errorf("cpu/memory: %+v", desc)
+	}
+	if !strings.Contains(string(out), "<domain type='qemu'") {
+		t.Error("tcg must render domain type qemu")
+	}
+}
+
+func TestWithSSHPort(t *testing.T) {
+	out, _ := RenderDomain(testSpec("tcg"))
+	moved := withSSHPort(string(out), 41000)
+	if strings.Contains(moved, "40022") {
+		t.Error("old port left in the XML")
+	}
+	if !strings.Contains(moved, "hostfwd=tcp:127.0.0.1:41000-:22") || !strings.Contains(moved, "<devbox:ssh-port>41000</devbox:ssh-port>") {
+		t.Errorf("port not moved:\n%s", moved)
+	}
+}
+
+func TestPortHelpers(t *testing.T) {
+	p, err := freePort()
+	if err != nil || p == 0 {
+		t.Fatal(p, err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if portFree(l.Addr().(*net.TCPAddr).Port) {
+		t.Error("a listening port reported free")
+	}
+}
+
+func TestSocketPath(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", dir)
+	u, _ := url.Parse("qemu:///session")
+	if got := SocketPath(u); got != filepath.Join(dir, "libvirt", "libvirt-sock") {
+		t.Errorf("session socket = %s", got)
+	}
+	os.MkdirAll(filepath.Join(dir, "libvirt"), 0o700)
+	os.WriteFile(filepath.Join(dir, "libvirt", "virtqemud-sock"), nil, 0o600)
+	if got := SocketPath(u); got != filepath.Join(dir, "libvirt", "virtqemud-sock") {
+		t.Errorf("modular session socket = %s", got)
+	}
+	u, _ = url.Parse("qemu:///system?socket=/x/y.sock")
+	if got := SocketPath(u); got != "/x/y.sock" {
+		t.Errorf("explicit socket = %s", got)
+	}
+}
+
+func TestImageVirtualSize(t *testing.T) {
+	dir := t.TempDir()
+	q := filepath.Join(dir, "b.qcow2")
+	hdr := make([]byte, 512)
+	copy(hdr, "QFI\xfb")
+	hdr[24+4] = 0x80 // 0x80_0000_00 = 2 GiB, big-endian at offset 24
+	os.WriteFile(q, hdr, 0o644)
+	if n, err := imageVirtualSize(q, "qcow2"); err != nil || n != 2<<30 {
+		t.Errorf("qcow2 size = %d, %v", n, err)
+	}
+	r := filepath.Join(dir, "b.raw")
+	os.WriteFile(r, make([]byte, 4096), 0o644)
+	if n, err := imageVirtualSize(r, "raw"); err != nil || n != 4096 {
+		t.Errorf("raw size = %d, %v", n, err)
+	}
+	if _, err := imageVirtualSize(r, "qcow2"); err == nil {
+		t.Error("raw bytes accepted as qcow2")
+	}
+}
