@@ -23,11 +23,11 @@ type Runner interface {
 	Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) (int, error)
 }
 
-// StateDir holds devbox's markers inside the guest.
-const StateDir = "/var/lib/devbox"
+// StateDir holds devbox's markers inside the guest (a variable for tests).
+var StateDir = "/var/lib/devbox"
 
-// StampFile records the plan a guest was last fully provisioned with.
-const StampFile = StateDir + "/provisioned"
+// stampFile records the plan a guest was last fully provisioned with.
+func stampFile() string { return StateDir + "/provisioned" }
 
 // Step is one provisioning step.
 type Step struct {
@@ -128,7 +128,7 @@ const (
 // Check reads the guest's stamp and compares it with the plan's.
 func Check(ctx context.Context, r Runner, steps []Step) (Status, error) {
 	var out bytes.Buffer
-	code, err := r.Run(ctx, "cat "+StampFile+" 2>/dev/null", nil, &out, nil)
+	code, err := r.Run(ctx, "cat "+stampFile()+" 2>/dev/null", nil, &out, nil)
 	if err != nil {
 		return NotProvisioned, fmt.Errorf("read provisioning stamp: %w", err)
 	}
@@ -175,7 +175,7 @@ func Run(ctx context.Context, r Runner, steps []Step, rep Reporter, log io.Write
 			return err
 		}
 	}
-	stamp := "mkdir -p " + StateDir + " && echo " + Stamp(steps) + " > " + StampFile
+	stamp := "mkdir -p " + StateDir + " && echo " + Stamp(steps) + " > " + stampFile()
 	if code, err := r.Run(ctx, "sudo -n sh -c "+shellQuote(stamp), nil, nil, nil); err != nil || code != 0 {
 		return fmt.Errorf("write provisioning stamp (exit %d): %v", code, err)
 	}

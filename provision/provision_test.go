@@ -1,0 +1,180 @@
+package provision
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// shellRunner runs commands with the local sh, with a sudo that just runs
+// its command, in a temp folder standing in for the guest.
+type shellRunner struct {
+	t    *testing.T
+	env  []string
+	cmds []string
+}
+
+func newShellRunner(t *testing.T) *shellRunner {
+	bin := t.TempDir()
+	sudo := "#!/bin/sh\nwhile [ $# -gt 0 ]; do case $1 in -n|-H) shift;; -u) shift 2;; *) break;; esac; done\nexec \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "sudo"), []byte(sudo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &shellRunner{t: t, env: append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "HOME="+t.TempDir())}
+}
+
+func (r *shellRunner) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	r.cmds = append(r.cmds, cmd)
+	c := exec.CommandContext(ctx, "sh", "-c", cmd)
+	c.Env, c.Stdin, c.Stdout, c.Stderr = r.env, stdin, stdout, stderr
+	err := c.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return -1, err
+	}
+	return 0, nil
+}
+
+type recorder struct{ events []string }
+
+func (r *recorder) Start(step string) { r.events = append(r.events, "start "+step) }
+func (r *recorder) End(step string, skipped bool, _ time.Duration, err error) {
+	r.events = append(r.events, fmt.Sprintf("end %s skipped=%v err=%v", step, skipped, err != nil))
+}
+
+func withStateDir(t *testing.T) string {
+	dir := t.TempDir()
+	old := StateDir
+	StateDir = dir
+	t.Cleanup(func() { StateDir = old })
+	return dir
+}
+
+func TestRunSkipsDoneStepsAndStamps(t *testing.T) {
+	state := withStateDir(t)
+	out := filepath.Join(t.TempDir(), "out")
+	steps := []Step{
+		{Name: "done already", Check: "true", Script: "echo ran >> " + out},
+		{Name: "needed", Check: "false", Script: "read x || echo stdin-is-empty >> " + out + "\necho needed >> " + out},
+		{Name: "as user", Script: "echo \"user $HOME\" >> " + out, AsUser: true},
+	}
+	rep := &recorder{}
+	var log bytes.Buffer
+	if err := Run(context.Background(), newShellRunner(t), steps, rep, &log); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	got, _ := os.ReadFile(out)
+	if s := string(got); strings.Contains(s, "ran") || !strings.Contains(s, "stdin-is-empty\nneeded\n") || !strings.Contains(s, "user /") {
+		t.Errorf("steps ran wrongly:\n%s", s)
+	}
+	want := []string{"start done already", "end done already skipped=true err=false", "start needed", "end needed skipped=false err=false", "start as user", "end as user skipped=false err=false"}
+	if strings.Join(rep.events, "|") != strings.Join(want, "|") {
+		t.Errorf("events = %q", rep.events)
+	}
+	stamp, err := os.ReadFile(filepath.Join(state, "provisioned"))
+	if err != nil || strings.TrimSpace(string(stamp)) != Stamp(steps) {
+		t.Errorf("stamp = %q, %v; want %s", stamp, err, Stamp(steps))
+	}
+	st, err := Check(context.Background(), newShellRunner(t), steps)
+	if err != nil || st != Provisioned {
+		t.Errorf("Check = %v, %v", st, err)
+	}
+	st, _ = Check(context.Background(), newShellRunner(t), steps[:1])
+	if st != Changed {
+		t.Errorf("Check with another plan = %v, want Changed", st)
+	}
+}
+
+func TestFailingStepStopsWithOutputAndStatus(t *testing.T) {
+	state := withStateDir(t)
+	steps := []Step{
+		{Name: "breaks", Script: "echo working\necho 'E: no such package' >&2\nexit 7"},
+		{Name: "never", Script: "touch " + filepath.Join(state, "never")},
+	}
+	err := Run(context.Background(), newShellRunner(t), steps, &recorder{}, nil)
+	var se *StepError
+	if !errors.As(err, &se) {
+		t.Fatalf("err = %v, want *StepError", err)
+	}
+	if se.Status != 7 || se.Step != "breaks" || !strings.Contains(se.Tail, "working") || !strings.Contains(se.Tail, "E: no such package") {
+		t.Errorf("StepError = %+v", se)
+	}
+	if !strings.Contains(err.Error(), "exit status 7") {
+		t.Errorf("message: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(state, "never")); err == nil {
+		t.Error("a step after the failure ran")
+	}
+	if _, err := os.Stat(filepath.Join(state, "provisioned")); err == nil {
+		t.Error("stamp written after a failure")
+	}
+	st, _ := Check(context.Background(), newShellRunner(t), steps)
+	if st != NotProvisioned {
+		t.Errorf("Check = %v, want NotProvisioned", st)
+	}
+}
+
+func TestUserStepsOnceAndAlways(t *testing.T) {
+	withStateDir(t)
+	count := filepath.Join(t.TempDir(), "count")
+	steps, err := Plan(Options{User: "dev", DockerSource: "distro", Steps: []UserStep{
+		{Name: "once step", Script: "echo once >> " + count, AsRoot: true},
+		{Name: "always step", Always: true, Script: "echo always >> " + count},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := steps[len(steps)-2:]
+	r := newShellRunner(t)
+	for i := 0; i < 2; i++ {
+		if err := Run(context.Background(), r, user, &recorder{}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := os.ReadFile(count)
+	if string(got) != "once\nalways\nalways\n" {
+		t.Errorf("runs = %q", got)
+	}
+	// A changed script is a new step: it runs again.
+	changed, _ := Plan(Options{User: "dev", DockerSource: "distro", Steps: []UserStep{{Name: "once step", Script: "echo twice >> " + count, AsRoot: true}}})
+	if err := Run(context.Background(), r, changed[len(changed)-1:], &recorder{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = os.ReadFile(count)
+	if !strings.HasSuffix(string(got), "twice\n") {
+		t.Errorf("changed once-step did not run: %q", got)
+	}
+}
+
+func TestPlanOrderAndEngineSource(t *testing.T) {
+	steps, err := Plan(Options{User: "dev", DockerSource: "distro"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range steps {
+		names = append(names, s.Name)
+	}
+	want := "Waiting for cloud-init to finish|Creating docker-group user dev|Installing Docker engine|Checking docker as dev"
+	if strings.Join(names, "|") != want {
+		t.Errorf("plan = %q", names)
+	}
+	if !strings.Contains(steps[2].Script, `source="distro"`) {
+		t.Error("docker source not passed to the install script")
+	}
+	other, _ := Plan(Options{User: "dev", DockerSource: "docker"})
+	if Stamp(other) == Stamp(steps) {
+		t.Error("stamp does not change with the plan")
+	}
+}

@@ -1,0 +1,180 @@
+// Package fake is a vm.Driver that keeps instances in memory and records
+// every call, for unit tests of code above the driver.
+package fake
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/devbox-vm/devbox/vm"
+)
+
+// Driver is an in-memory vm.Driver.
+type Driver struct {
+	mu        sync.Mutex
+	Calls     []string            // "Create demo", "Start demo", …
+	Instances map[string]*vm.Info // by hypervisor name
+	Specs     map[string]vm.Spec
+	// Accel is what ResolveAccel("auto") returns ("tcg" with fellBack if empty).
+	Accel string
+	// Fail makes the named method return this error (e.g. Fail["Start"]).
+	Fail map[string]error
+	// Closed counts Close calls.
+	Closed int
+}
+
+var _ vm.Driver = (*Driver)(nil)
+
+// New returns an empty fake.
+func New() *Driver {
+	return &Driver{Instances: map[string]*vm.Info{}, Specs: map[string]vm.Spec{}, Fail: map[string]error{}}
+}
+
+func (d *Driver) record(method, name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.Calls = append(d.Calls, method+" "+name)
+	return d.Fail[method]
+}
+
+// ResolveAccel implements vm.Driver.
+func (d *Driver) ResolveAccel(ctx context.Context, want string) (string, bool, error) {
+	if err := d.record("ResolveAccel", want); err != nil {
+		return "", false, err
+	}
+	if want != "auto" {
+		return want, false, nil
+	}
+	if d.Accel == "" {
+		return "tcg", true, nil
+	}
+	return d.Accel, false, nil
+}
+
+// Create implements vm.Driver.
+func (d *Driver) Create(ctx context.Context, spec vm.Spec, _ vm.Progress) error {
+	if err := d.record("Create", spec.Name); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.Instances[spec.Name]; ok {
+		return fmt.Errorf("domain %s already exists", spec.Name)
+	}
+	port := spec.SSHPort
+	if port == 0 {
+		port = 2222
+	}
+	d.Specs[spec.Name] = spec
+	d.Instances[spec.Name] = &vm.Info{Name: spec.Name, Instance: spec.Instance, Home: spec.Home, User: spec.User,
+		State: vm.StateStopped, Accel: spec.Accel, SSHPort: port, ConsoleLog: spec.ConsoleLog, CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}
+	return nil
+}
+
+func (d *Driver) get(name string) (*vm.Info, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	in, ok := d.Instances[name]
+	if !ok {
+		return nil, fmt.Errorf("domain %s: %w", name, vm.ErrNotFound)
+	}
+	return in, nil
+}
+
+func (d *Driver) setState(name string, st vm.State) (vm.Info, error) {
+	in, err := d.get(name)
+	if err != nil {
+		return vm.Info{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	in.State = st
+	return *in, nil
+}
+
+// Start implements vm.Driver.
+func (d *Driver) Start(ctx context.Context, name string) (vm.Info, error) {
+	if err := d.record("Start", name); err != nil {
+		return vm.Info{}, err
+	}
+	return d.setState(name, vm.StateRunning)
+}
+
+// Shutdown implements vm.Driver.
+func (d *Driver) Shutdown(ctx context.Context, name string, _ time.Duration) error {
+	if err := d.record("Shutdown", name); err != nil {
+		return err
+	}
+	_, err := d.setState(name, vm.StateStopped)
+	return err
+}
+
+// Kill implements vm.Driver.
+func (d *Driver) Kill(ctx context.Context, name string) error {
+	if err := d.record("Kill", name); err != nil {
+		return err
+	}
+	_, err := d.setState(name, vm.StateStopped)
+	return err
+}
+
+// Delete implements vm.Driver.
+func (d *Driver) Delete(ctx context.Context, name string) error {
+	if err := d.record("Delete", name); err != nil {
+		return err
+	}
+	if _, err := d.get(name); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.Instances, name)
+	delete(d.Specs, name)
+	return nil
+}
+
+// Inspect implements vm.Driver.
+func (d *Driver) Inspect(ctx context.Context, name string) (vm.Info, error) {
+	if err := d.record("Inspect", name); err != nil {
+		return vm.Info{Name: name, State: vm.StateNotCreated}, err
+	}
+	in, err := d.get(name)
+	if err != nil {
+		return vm.Info{Name: name, State: vm.StateNotCreated}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return *in, nil
+}
+
+// WaitStopped implements vm.Driver: it returns when the state is stopped
+// or ctx ends.
+func (d *Driver) WaitStopped(ctx context.Context, name string) error {
+	for {
+		in, err := d.get(name)
+		if err != nil {
+			return err
+		}
+		d.mu.Lock()
+		st := in.State
+		d.mu.Unlock()
+		if st == vm.StateStopped {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Close implements vm.Driver.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.Closed++
+	return nil
+}
