@@ -92,8 +92,11 @@ func (a *app) instance() (*instance.Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	return instance.New(cfg, home, cli.NewStatus(a.stderr), connectLibvirt), nil
+	return instance.New(cfg, home, cli.NewStatus(a.stderr), connect), nil
 }
+
+// connect opens the VM driver; tests swap in a fake.
+var connect instance.Connector = connectLibvirt
 
 func connectLibvirt(ctx context.Context, uri string) (vm.Driver, error) {
 	return libvirt.Connect(ctx, uri)

@@ -23,6 +23,8 @@ type Driver struct {
 	Fail map[string]error
 	// Closed counts Close calls.
 	Closed int
+	// OnCall, if set, sees each call after it is recorded (outside the lock).
+	OnCall func(call string)
 }
 
 var _ vm.Driver = (*Driver)(nil)
@@ -34,9 +36,13 @@ func New() *Driver {
 
 func (d *Driver) record(method, name string) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.Calls = append(d.Calls, method+" "+name)
-	return d.Fail[method]
+	err, hook := d.Fail[method], d.OnCall
+	d.mu.Unlock()
+	if hook != nil {
+		hook(method + " " + name)
+	}
+	return err
 }
 
 // ResolveAccel implements vm.Driver.

@@ -1,0 +1,35 @@
+# devbox: build, test, benchmark.
+GO      ?= go
+# The test box is built from Debian's packages and cached here between runs.
+BOX     ?= /var/cache/devbox-test/debian12.qcow2
+BIN     := bin/devbox
+
+.PHONY: build test test-unit test-e2e box bench demo clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/devbox
+
+## test: everything, unit and end-to-end (real libvirtd and QEMU VMs).
+test: test-unit test-e2e
+
+## test-unit: fast; no libvirt, no network.
+test-unit:
+	$(GO) vet ./...
+	$(GO) test ./...
+
+box:
+	bash test/box/build-debian12.sh $(BOX)
+
+test-e2e: box
+	DEVBOX_E2E_BOX=$(BOX) $(GO) test -tags e2e -count=1 -v -timeout 70m ./test/e2e/
+
+## bench: timings against OpenSSH on the same guest, in one run.
+bench: box
+	DEVBOX_E2E_BOX=$(BOX) $(GO) test -tags e2e -count=1 -v -timeout 60m -run '^$$' -bench . -benchtime 1x ./test/e2e/
+
+## demo: a VM with Docker up on this machine, from nothing (run as root).
+demo: box build
+	bash scripts/demo.sh $(BOX)
+
+clean:
+	rm -rf bin

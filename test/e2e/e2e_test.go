@@ -1,0 +1,202 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBadInput: each mistake gets a clear error and creates nothing.
+func TestBadInput(t *testing.T) {
+	box := boxPath(t)
+	cases := []struct {
+		name, config string
+		env          []string
+		wants        []string
+	}{
+		{"invalid config", "name: Bad_Name\nbox: " + box + "\ncpus: -1\nmemroy: 1GiB\n", nil,
+			[]string{`unknown field "memroy"`}},
+		{"invalid values", "name: Bad_Name\nbox: " + box + "\ncpus: -1\nmemory: 1 lot\n", nil,
+			[]string{"name:", "cpus:", "memory:"}},
+		{"missing box", "name: nobox\nbox: /nonexistent/box.qcow2\n", nil,
+			[]string{"/nonexistent/box.qcow2", "hint"}},
+		{"checksum mismatch", "name: badsum\nbox: " + box + "\nbox_sha256: " + strings.Repeat("0", 64) + "\n", nil,
+			[]string{"sha256 mismatch", "box_sha256"}},
+		{"libvirt socket absent", "name: nosock\nbox: " + box + "\n",
+			[]string{"LIBVIRT_DEFAULT_URI=qemu:///system?socket=/nonexistent/libvirt-sock"},
+			[]string{"/nonexistent/libvirt-sock", "hint: start the libvirt daemon"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.config)
+			e.extra = tc.env
+			r := e.run(5*time.Minute, nil, "up")
+			if r.code != 1 {
+				t.Fatalf("want exit 1:\n%s", r)
+			}
+			contains(t, "error", r.stderr, tc.wants...)
+			entries, _ := os.ReadDir(filepath.Join(e.home, "instances"))
+			if len(entries) > 0 {
+				t.Errorf("instance folders created: %v", entries)
+			}
+			for _, name := range []string{"bad-name", "nobox", "badsum", "nosock"} {
+				e.assertGone(name)
+			}
+		})
+	}
+}
+
+// TestSSHNeverUp: a box that cannot boot gives a timeout naming the console
+// log; the instance is kept for inspection until destroy.
+func TestSSHNeverUp(t *testing.T) {
+	dir := t.TempDir()
+	blank := filepath.Join(dir, "blank.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-f", "qcow2", blank, "1G").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v\n%s", err, out)
+	}
+	e := newEnv(t, "name: noboot\nbox: "+blank+"\nmemory: 256MiB\ncpus: 1\ndisk: 1GiB\nboot_timeout: 15s\n")
+	e.cleanup("noboot")
+	r := e.run(5*time.Minute, nil, "up")
+	if r.code != 1 {
+		t.Fatalf("want exit 1:\n%s", r)
+	}
+	contains(t, "error", r.stderr, "did not answer within boot_timeout 15s", "console log", filepath.Join(e.home, "instances", "noboot", "console.log"))
+	if st := e.status(); st.State != "running" && st.State != "stopped" {
+		t.Errorf("instance not kept for inspection: %+v", st)
+	}
+	e.ok(2*time.Minute, "destroy", "-f")
+	e.assertGone("noboot")
+}
+
+// TestLifecycle is the whole slice on one VM: up (with a user step that
+// fails first), provision, ssh, docker as the user, halt, up on a taken
+// port without reprovisioning, destroy.
+func TestLifecycle(t *testing.T) {
+	box := boxPath(t)
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatal("busybox not found (hint: apt-get install busybox-static)")
+	}
+	e := newEnv(t, fmt.Sprintf(`name: life
+box: %s
+cpus: 2
+memory: 2GiB
+disk: 8GiB
+user:
+  name: dev
+provision:
+  - name: needs-fix
+    script: |
+      echo "step output before failure"
+      test -e /etc/devbox-fixed || exit 5
+      echo fixed > /etc/devbox-step-ran
+`, box))
+	e.cleanup("life")
+
+	// First up: the engine is installed, then the user's step fails.
+	r := e.run(20*time.Minute, nil, "up")
+	if r.code != 1 {
+		t.Fatalf("up with a failing step: want exit 1:\n%s", r)
+	}
+	contains(t, "up output", r.stderr, "Installing Docker engine", `provision step "needs-fix" failed with exit status 5`,
+		"step output before failure", "devbox provision")
+	if st := e.status(); st.State != "running" || st.User != "dev" || st.Accel != "tcg" {
+		t.Fatalf("instance not kept running after a failed step: %+v", st)
+	}
+
+	// Fix it in the guest, then provision again.
+	e.ok(time.Minute, "ssh", "--", "sudo", "touch", "/etc/devbox-fixed")
+	r = e.ok(10*time.Minute, "provision")
+	contains(t, "provision output", r.stderr, "needs-fix")
+	if strings.Contains(r.stderr, "✓ Installing Docker engine (") {
+		t.Errorf("provision reinstalled the engine:\n%s", r)
+	}
+	r = e.ok(time.Minute, "ssh", "--", "cat", "/etc/devbox-step-ran")
+	if strings.TrimSpace(r.stdout) != "fixed" {
+		t.Errorf("step did not run: %s", r)
+	}
+
+	t.Run("ssh runs as the docker-group user", func(t *testing.T) {
+		r := e.ok(time.Minute, "ssh", "--", "id")
+		contains(t, "id", r.stdout, "(dev)", "(docker)")
+	})
+	t.Run("ssh returns the exit status", func(t *testing.T) {
+		r := e.run(time.Minute, nil, "ssh", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+		if r.code != 3 || strings.TrimSpace(r.stdout) != "out" || !strings.Contains(r.stderr, "err") {
+			t.Errorf("want exit 3 with out/err split:\n%s", r)
+		}
+	})
+	t.Run("docker build and run from a piped tar", func(t *testing.T) {
+		ctx := t.TempDir()
+		data, err := os.ReadFile(busybox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(ctx, "busybox"), data, 0o755)
+		os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(
+			"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"/bin/sh\"]\n"), 0o644)
+		tarball, err := exec.Command("tar", "c", "-C", ctx, ".").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := e.run(2*time.Minute, bytes.NewReader(tarball), "ssh", "--", "sh", "-c", "rm -rf /tmp/x && mkdir /tmp/x && tar x -C /tmp/x")
+		if r.code != 0 {
+			t.Fatalf("tar through ssh:\n%s", r)
+		}
+		e.ok(5*time.Minute, "ssh", "--", "docker", "build", "-q", "-t", "e2e-busybox", "/tmp/x")
+		r = e.ok(2*time.Minute, "ssh", "--", "docker", "run", "--rm", "e2e-busybox", "sh", "-c", "echo hello from $(uname -s)")
+		if strings.TrimSpace(r.stdout) != "hello from Linux" {
+			t.Errorf("container output: %s", r)
+		}
+	})
+	t.Run("up of a running instance is a no-op", func(t *testing.T) {
+		r := e.ok(2*time.Minute, "up")
+		contains(t, "up", r.stderr, "already running", "already provisioned")
+		if strings.Contains(r.stderr, "Installing Docker") || strings.Contains(r.stderr, "Starting the VM") {
+			t.Errorf("second up did work:\n%s", r)
+		}
+	})
+
+	// Halt, then take the instance's SSH port before starting it again.
+	e.ok(3*time.Minute, "halt")
+	st := e.status()
+	if st.State != "stopped" {
+		t.Fatalf("after halt: %+v", st)
+	}
+	squatter, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", st.SSHPort))
+	if err != nil {
+		t.Fatalf("take port %d: %v", st.SSHPort, err)
+	}
+	defer squatter.Close()
+	r = e.ok(10*time.Minute, "up")
+	contains(t, "warm up", r.stderr, "Starting the VM", "already provisioned")
+	if strings.Contains(r.stderr, "Installing Docker") {
+		t.Errorf("warm up reprovisioned:\n%s", r)
+	}
+	st2 := e.status()
+	if st2.State != "running" || st2.SSHPort == st.SSHPort {
+		t.Errorf("want running on a new port (old %d): %+v", st.SSHPort, st2)
+	}
+	r = e.ok(2*time.Minute, "ssh", "--", "docker", "run", "--rm", "e2e-busybox", "echo", "still here")
+	if strings.TrimSpace(r.stdout) != "still here" {
+		t.Errorf("docker after halt/up: %s", r)
+	}
+
+	r = e.run(time.Minute, nil, "destroy")
+	if r.code == 0 || !strings.Contains(r.stderr, "destroy -f") {
+		t.Errorf("destroy without -f and without a terminal must refuse:\n%s", r)
+	}
+	e.ok(3*time.Minute, "destroy", "-f")
+	if st := e.status(); st.State != "not created" {
+		t.Errorf("after destroy: %+v", st)
+	}
+	e.assertGone("life")
+}
