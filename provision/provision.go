@@ -68,6 +68,8 @@ func Plan(opts Options) ([]Step, error) {
 	steps := []Step{
 		{
 			Name: "Waiting for cloud-init to finish",
+			// result.json is written in /run when cloud-init ends this boot.
+			Check: "test -e /run/cloud-init/result.json || ! command -v cloud-init >/dev/null",
 			Script: `if command -v cloud-init >/dev/null 2>&1; then
   if ! cloud-init status --wait >/dev/null 2>&1; then
     echo "warning: cloud-init reported a problem (see /var/log/cloud-init-output.log in the guest):"

@@ -115,10 +115,7 @@ provision:
 	// Fix it in the guest, then provision again.
 	e.ok(time.Minute, "ssh", "--", "sudo", "touch", "/etc/devbox-fixed")
 	r = e.ok(10*time.Minute, "provision")
-	contains(t, "provision output", r.stderr, "needs-fix")
-	if strings.Contains(r.stderr, "✓ Installing Docker engine (") {
-		t.Errorf("provision reinstalled the engine:\n%s", r)
-	}
+	contains(t, "provision output", r.stderr, "✓ needs-fix", "✓ Installing Docker engine (already done)")
 	r = e.ok(time.Minute, "ssh", "--", "cat", "/etc/devbox-step-ran")
 	if strings.TrimSpace(r.stdout) != "fixed" {
 		t.Errorf("step did not run: %s", r)

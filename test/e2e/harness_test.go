@@ -26,7 +26,7 @@ import (
 
 // env is one devbox home and project folder, with the binary to run.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	bin     string
 	home    string // DEVBOX_HOME
 	project string // folder holding devbox.yaml
