@@ -55,6 +55,7 @@ type UserStep struct {
 type Options struct {
 	User         string // the docker-group user
 	DockerSource string // auto, docker or distro
+	SharedFolders bool  // install sshfs for reverse-SSHFS mounts
 	Steps        []UserStep
 }
 
@@ -96,6 +97,15 @@ fi`,
 				"  if v=$(sudo -u " + u + " -H docker info --format '{{.ServerVersion}}' 2>&1); then echo \"docker $v works for " + opts.User + "\"; exit 0; fi\n" +
 				"  sleep 1\ndone\necho \"$v\" >&2\nexit 1",
 		},
+	}
+	if opts.SharedFolders {
+		steps = append(steps, Step{
+			Name:  "Installing sshfs for shared folders",
+			Check: "command -v sshfs >/dev/null",
+			Script: "export DEBIAN_FRONTEND=noninteractive\n" +
+				"apt-get -q -y -o Dpkg::Use-Pty=0 install --no-install-recommends sshfs </dev/null || " +
+				"{ apt-get -q update </dev/null && apt-get -q -y -o Dpkg::Use-Pty=0 install --no-install-recommends sshfs </dev/null; }",
+		})
 	}
 	for _, s := range opts.Steps {
 		st := Step{Name: s.Name, Script: s.Script, AsUser: !s.AsRoot}

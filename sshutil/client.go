@@ -33,10 +33,24 @@ type Target struct {
 }
 
 // Client is an SSH connection to a guest. It is safe for concurrent use;
-// each Run, Output, Shell or Upload uses its own session.
+// each Run, Output, Shell, Upload, Pipe, DialUnix or DialTCP uses its own
+// channel.
 type Client struct {
 	addr string
 	ssh  *ssh.Client
+
+	done    chan struct{} // closed when the connection has ended
+	waitErr error         // why it ended; set before done is closed
+}
+
+// newClient wraps an established connection and starts watching for its end.
+func newClient(addr string, sc ssh.Conn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) *Client {
+	c := &Client{addr: addr, ssh: ssh.NewClient(sc, chans, reqs), done: make(chan struct{})}
+	go func() {
+		c.waitErr = c.ssh.Wait()
+		close(c.done)
+	}()
+	return c
 }
 
 // Close closes the connection, ending any sessions still running.
@@ -116,20 +130,25 @@ func clientConfig(t Target) (*ssh.ClientConfig, error) {
 		timeout = DefaultHandshakeTimeout
 	}
 	return &ssh.ClientConfig{
-		User: t.User,
-		Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback: func(_ string, _ net.Addr, got ssh.PublicKey) error {
-			if bytes.Equal(got.Marshal(), want.Marshal()) {
-				return nil
-			}
-			return fmt.Errorf("%w: server presented %s %s, want %s %s", ErrHostKeyMismatch,
-				got.Type(), ssh.FingerprintSHA256(got), want.Type(), ssh.FingerprintSHA256(want))
-		},
+		User:            t.User,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: pinnedHostKey(want),
 		// Ask for the pinned key's algorithm, so a server holding several
 		// host keys presents the one we know.
 		HostKeyAlgorithms: hostKeyAlgorithms(want),
 		Timeout:           timeout,
 	}, nil
+}
+
+// pinnedHostKey accepts only the host key want.
+func pinnedHostKey(want ssh.PublicKey) ssh.HostKeyCallback {
+	return func(_ string, _ net.Addr, got ssh.PublicKey) error {
+		if bytes.Equal(got.Marshal(), want.Marshal()) {
+			return nil
+		}
+		return fmt.Errorf("%w: server presented %s %s, want %s %s", ErrHostKeyMismatch,
+			got.Type(), ssh.FingerprintSHA256(got), want.Type(), ssh.FingerprintSHA256(want))
+	}
 }
 
 func hostKeyAlgorithms(key ssh.PublicKey) []string {
@@ -140,31 +159,37 @@ func hostKeyAlgorithms(key ssh.PublicKey) []string {
 }
 
 func dial(ctx context.Context, t Target, cfg *ssh.ClientConfig) (*Client, error) {
+	return dialNetwork(ctx, "tcp", t.Addr, cfg)
+}
+
+// dialNetwork connects to addr on network ("tcp" or "unix") and performs the
+// SSH handshake, bounded by cfg.Timeout and ctx.
+func dialNetwork(ctx context.Context, network, addr string, cfg *ssh.ClientConfig) (*Client, error) {
 	d := net.Dialer{
 		Timeout: cfg.Timeout,
-		KeepAliveConfig: net.KeepAliveConfig{
+		KeepAliveConfig: net.KeepAliveConfig{ // TCP only
 			Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3,
 		},
 	}
-	conn, err := d.DialContext(ctx, "tcp", t.Addr)
+	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err // already "dial tcp 127.0.0.1:2222: ..."
 	}
 	// Bound the handshake by both the timeout and ctx.
 	conn.SetDeadline(time.Now().Add(cfg.Timeout))
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	sc, chans, reqs, err := ssh.NewClientConn(conn, t.Addr, cfg)
+	sc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
 	if !stop() {
 		if err == nil {
 			sc.Close()
 		}
 		conn.Close()
-		return nil, fmt.Errorf("ssh handshake %s: %w", t.Addr, ctx.Err())
+		return nil, fmt.Errorf("ssh handshake %s: %w", addr, ctx.Err())
 	}
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("ssh handshake %s: %w", t.Addr, err)
+		return nil, fmt.Errorf("ssh handshake %s: %w", addr, err)
 	}
 	conn.SetDeadline(time.Time{})
-	return &Client{addr: t.Addr, ssh: ssh.NewClient(sc, chans, reqs)}, nil
+	return newClient(addr, sc, chans, reqs), nil
 }

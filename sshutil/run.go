@@ -47,7 +47,7 @@ func (e *ExitError) Error() string {
 // consume it all. If ctx is cancelled, Run sends SIGTERM to the remote
 // command, closes the session and returns ctx.Err().
 func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	return c.run(ctx, cmd, nil, stdin, stdout, stderr)
+	return c.run(ctx, cmd, runOpts{}, stdin, stdout, stderr)
 }
 
 // Output runs cmd and returns its stdout. A non-zero exit is an *ExitError
@@ -70,38 +70,92 @@ func (c *Client) Output(ctx context.Context, cmd string) ([]byte, error) {
 // xterm-256color) that follows SIGWINCH. Otherwise Shell behaves like Run.
 // It returns the remote exit status.
 func (c *Client) Shell(ctx context.Context, cmd string, stdin *os.File, stdout, stderr io.Writer) (int, error) {
-	var in io.Reader
-	if stdin != nil {
-		in = stdin
+	if stdin == nil {
+		return c.run(ctx, cmd, runOpts{}, nil, stdout, stderr)
 	}
-	if stdin == nil || !term.IsTerminal(int(stdin.Fd())) {
-		return c.run(ctx, cmd, nil, in, stdout, stderr)
+	var pty *PTY
+	if term.IsTerminal(int(stdin.Fd())) {
+		pty = &PTY{}
 	}
-	fd := int(stdin.Fd())
-	width, height, err := term.GetSize(fd)
-	if err != nil {
-		return -1, fmt.Errorf("shell on %s: terminal size: %w", c.addr, err)
-	}
-	state, err := term.MakeRaw(fd)
-	if err != nil {
-		return -1, fmt.Errorf("shell on %s: raw mode: %w", c.addr, err)
-	}
-	defer term.Restore(fd, state)
+	return c.RunSignals(ctx, cmd, stdin, stdout, stderr, pty, nil)
+}
 
-	winch := make(chan os.Signal, 1)
-	signal.Notify(winch, syscall.SIGWINCH)
-	defer signal.Stop(winch)
+// PTY asks for a pseudo-terminal on the remote side.
+type PTY struct {
+	Term string // TERM for the remote side; "" means $TERM, or xterm-256color if unset
+
+	// Width and Height are the size in columns and rows; zero means the size
+	// of the local terminal on stdin, or else 80x24.
+	Width, Height int
+}
+
+// RunSignals is Run (cmd "" starting the login shell) with signal forwarding
+// and an optional remote PTY.
+//
+// Every signal received on signals while the command runs is sent to the
+// remote command as an SSH "signal" request instead of affecting the caller:
+// SIGINT as "INT", SIGTERM "TERM", SIGHUP "HUP", SIGQUIT "QUIT", SIGUSR1/2
+// "USR1"/"USR2", likewise ABRT, ALRM, FPE, ILL, KILL, PIPE and SEGV; other
+// signals are ignored. signals may be nil, and may be closed. The caller
+// keeps ownership of the os/signal registration. OpenSSH's sshd honours
+// signal requests since 7.9.
+//
+// With pty != nil the command gets a PTY (terminal modes: echo on) and, since
+// a terminal delivers Ctrl-C as a character rather than a signal, SIGINT also
+// writes the INTR character (0x03) to the remote stdin, if stdin is not nil
+// and has not reached EOF. If moreover stdin is an *os.File on a terminal,
+// that terminal is in raw mode until RunSignals returns and SIGWINCH on it
+// updates the remote PTY size.
+//
+// Exit status, stdin/stdout/stderr and ctx cancellation are as for Run.
+func (c *Client) RunSignals(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer, pty *PTY, signals <-chan os.Signal) (int, error) {
+	opts := runOpts{signals: signals}
+	if pty == nil {
+		return c.run(ctx, cmd, opts, stdin, stdout, stderr)
+	}
+	req := *pty
+	if req.Term == "" {
+		req.Term = os.Getenv("TERM")
+	}
+	if req.Term == "" {
+		req.Term = "xterm-256color"
+	}
+	f, isFile := stdin.(*os.File)
+	localTerm := isFile && f != nil && term.IsTerminal(int(f.Fd()))
+	if localTerm && (req.Width <= 0 || req.Height <= 0) {
+		w, h, err := term.GetSize(int(f.Fd()))
+		if err != nil {
+			return -1, fmt.Errorf("run %s on %s: terminal size: %w", shorten(cmd), c.addr, err)
+		}
+		req.Width, req.Height = w, h
+	}
+	if req.Width <= 0 || req.Height <= 0 {
+		req.Width, req.Height = 80, 24
+	}
+
+	var winch chan os.Signal
+	if localTerm {
+		fd := int(f.Fd())
+		state, err := term.MakeRaw(fd)
+		if err != nil {
+			return -1, fmt.Errorf("run %s on %s: raw mode: %w", shorten(cmd), c.addr, err)
+		}
+		defer term.Restore(fd, state)
+		winch = make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		defer signal.Stop(winch)
+	}
 	stopWinch := make(chan struct{})
 	defer close(stopWinch)
 
-	setup := func(sess *ssh.Session) error {
-		termName := os.Getenv("TERM")
-		if termName == "" {
-			termName = "xterm-256color"
-		}
+	opts.intr = true
+	opts.setup = func(sess *ssh.Session) error {
 		modes := ssh.TerminalModes{ssh.ECHO: 1, ssh.TTY_OP_ISPEED: 14400, ssh.TTY_OP_OSPEED: 14400}
-		if err := sess.RequestPty(termName, height, width, modes); err != nil {
+		if err := sess.RequestPty(req.Term, req.Height, req.Width, modes); err != nil {
 			return fmt.Errorf("request pty: %w", err)
+		}
+		if winch == nil {
+			return nil
 		}
 		go func() {
 			for {
@@ -109,7 +163,7 @@ func (c *Client) Shell(ctx context.Context, cmd string, stdin *os.File, stdout, 
 				case <-stopWinch:
 					return
 				case <-winch:
-					if w, h, err := term.GetSize(fd); err == nil {
+					if w, h, err := term.GetSize(int(f.Fd())); err == nil {
 						sess.WindowChange(h, w)
 					}
 				}
@@ -117,12 +171,27 @@ func (c *Client) Shell(ctx context.Context, cmd string, stdin *os.File, stdout, 
 		}()
 		return nil
 	}
-	return c.run(ctx, cmd, setup, in, stdout, stderr)
+	return c.run(ctx, cmd, opts, stdin, stdout, stderr)
 }
 
-// run is Run with an optional setup of the session before the command starts;
-// an empty cmd starts the login shell.
-func (c *Client) run(ctx context.Context, cmd string, setup func(*ssh.Session) error, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+// signalNames maps the signals RFC 4254 names to their SSH names.
+var signalNames = map[os.Signal]ssh.Signal{
+	syscall.SIGABRT: ssh.SIGABRT, syscall.SIGALRM: ssh.SIGALRM, syscall.SIGFPE: ssh.SIGFPE,
+	syscall.SIGHUP: ssh.SIGHUP, syscall.SIGILL: ssh.SIGILL, syscall.SIGINT: ssh.SIGINT,
+	syscall.SIGKILL: ssh.SIGKILL, syscall.SIGPIPE: ssh.SIGPIPE, syscall.SIGQUIT: ssh.SIGQUIT,
+	syscall.SIGSEGV: ssh.SIGSEGV, syscall.SIGTERM: ssh.SIGTERM, syscall.SIGUSR1: ssh.SIGUSR1,
+	syscall.SIGUSR2: ssh.SIGUSR2,
+}
+
+// runOpts adjusts run.
+type runOpts struct {
+	setup   func(*ssh.Session) error // called before the command starts
+	signals <-chan os.Signal         // forwarded to the remote command
+	intr    bool                     // SIGINT also writes 0x03 to the remote stdin
+}
+
+// run is Run with options; an empty cmd starts the login shell.
+func (c *Client) run(ctx context.Context, cmd string, opts runOpts, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return -1, err
 	}
@@ -134,10 +203,24 @@ func (c *Client) run(ctx context.Context, cmd string, setup func(*ssh.Session) e
 	out, errOut := newGatedWriter(stdout), newGatedWriter(stderr)
 	defer out.close()
 	defer errOut.close()
+
+	// To inject the INTR character, stdin goes through a pipe we also write
+	// to; io.Pipe keeps concurrent writes whole.
+	var intr io.Writer
+	if opts.intr && opts.signals != nil && stdin != nil {
+		pr, pw := io.Pipe()
+		src := stdin
+		go func() {
+			_, err := io.Copy(pw, src)
+			pw.CloseWithError(err)
+		}()
+		defer pr.Close() // ends the copy at its next write
+		stdin, intr = pr, pw
+	}
 	sess.Stdin, sess.Stdout, sess.Stderr = stdin, out, errOut
 
-	if setup != nil {
-		if err := setup(sess); err != nil {
+	if opts.setup != nil {
+		if err := opts.setup(sess); err != nil {
 			return -1, fmt.Errorf("run %s on %s: %w", shorten(cmd), c.addr, err)
 		}
 	}
@@ -152,16 +235,33 @@ func (c *Client) run(ctx context.Context, cmd string, setup func(*ssh.Session) e
 
 	done := make(chan error, 1)
 	go func() { done <- sess.Wait() }()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		sess.Signal(ssh.SIGTERM)
-		sess.Close()
+	signals := opts.signals
+wait:
+	for {
 		select {
-		case <-done:
-		case <-time.After(cancelGrace):
+		case err = <-done:
+			break wait
+		case sig, ok := <-signals:
+			if !ok {
+				signals = nil
+				continue
+			}
+			if name, known := signalNames[sig]; known {
+				sess.Signal(name)
+			}
+			if sig == syscall.SIGINT && intr != nil {
+				// Not inline: the write waits while the remote stdin is full.
+				go intr.Write([]byte{0x03})
+			}
+		case <-ctx.Done():
+			sess.Signal(ssh.SIGTERM)
+			sess.Close()
+			select {
+			case <-done:
+			case <-time.After(cancelGrace):
+			}
+			return -1, ctx.Err()
 		}
-		return -1, ctx.Err()
 	}
 
 	var exitErr *ssh.ExitError

@@ -22,7 +22,10 @@ import (
 
 // testServer is a minimal in-process SSH server: one authorized key, exec and
 // shell requests run via /bin/sh in their own process group, signal requests
-// forwarded to that group, pty-req and window-change recorded only.
+// forwarded to that group, pty-req and window-change recorded only,
+// direct-tcpip and direct-streamlocal@openssh.com channels dialled from this
+// process, global requests recorded and answered with failure (as sshd
+// answers keepalive@openssh.com).
 type testServer struct {
 	Addr    string
 	HostKey string // authorized_keys form
@@ -34,8 +37,9 @@ type testServer struct {
 
 	mu      sync.Mutex
 	conns   []net.Conn
-	events  []string // "signal TERM", "pty xterm 80x24 echo=1", "window 100x30", "exit <state>"
+	events  []string // "signal TERM", "pty xterm 80x24 echo=1", "window 100x30", "exit <state>", "global <type>"
 	changed chan struct{}
+	frozen  chan struct{} // closed by freeze
 }
 
 // testClientKey writes a fresh client key pair under t.TempDir and returns its path.
@@ -81,6 +85,7 @@ func newTestServer(t *testing.T, authorizedKey string) *testServer {
 		HostKey: authorizedLine(hostSigner.PublicKey(), ""),
 		config:  cfg,
 		changed: make(chan struct{}),
+		frozen:  make(chan struct{}),
 	}
 }
 
@@ -115,10 +120,11 @@ func (s *testServer) serve(t *testing.T, lis net.Listener) {
 	go func() {
 		defer s.wg.Done()
 		for {
-			conn, err := lis.Accept()
+			c, err := lis.Accept()
 			if err != nil {
 				return
 			}
+			conn := &freezableConn{Conn: c, frozen: s.frozen, closed: make(chan struct{})}
 			s.mu.Lock()
 			s.conns = append(s.conns, conn)
 			s.mu.Unlock()
@@ -129,6 +135,58 @@ func (s *testServer) serve(t *testing.T, lis net.Listener) {
 			}()
 		}
 	}()
+}
+
+// freeze makes the server stop reading from its connections, as if the guest
+// hung: whatever a connection reads from now on is held back until it closes.
+func (s *testServer) freeze() {
+	close(s.frozen)
+}
+
+// dropConns closes every connection accepted so far.
+func (s *testServer) dropConns() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
+
+// freezableConn is a net.Conn whose reads hang once frozen is closed.
+type freezableConn struct {
+	net.Conn
+	frozen    <-chan struct{}
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func (c *freezableConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	select {
+	case <-c.frozen:
+		<-c.closed
+		return 0, net.ErrClosed
+	default:
+		return n, err
+	}
+}
+
+func (c *freezableConn) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
+// countEvents returns how many recorded events equal event.
+func (s *testServer) countEvents(event string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, e := range s.events {
+		if e == event {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *testServer) record(event string) {
@@ -170,24 +228,85 @@ func (s *testServer) handleConn(conn net.Conn) {
 		return
 	}
 	defer sc.Close()
-	go ssh.DiscardRequests(reqs)
+	go func() {
+		for req := range reqs {
+			s.record("global " + req.Type)
+			req.Reply(false, nil)
+		}
+	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for nc := range chans {
-		if nc.ChannelType() != "session" {
-			nc.Reject(ssh.UnknownChannelType, "only sessions")
+		var target net.Conn
+		switch nc.ChannelType() {
+		case "session":
+		case "direct-tcpip":
+			var p struct {
+				Host     string
+				Port     uint32
+				OrigHost string
+				OrigPort uint32
+			}
+			if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {
+				nc.Reject(ssh.Prohibited, err.Error())
+				continue
+			}
+			if target, err = net.Dial("tcp", net.JoinHostPort(p.Host, fmt.Sprint(p.Port))); err != nil {
+				nc.Reject(ssh.ConnectionFailed, err.Error())
+				continue
+			}
+		case "direct-streamlocal@openssh.com":
+			var p struct {
+				Path      string
+				Reserved0 string
+				Reserved1 uint32
+			}
+			if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {
+				nc.Reject(ssh.Prohibited, err.Error())
+				continue
+			}
+			if target, err = net.Dial("unix", p.Path); err != nil {
+				nc.Reject(ssh.ConnectionFailed, err.Error())
+				continue
+			}
+		default:
+			nc.Reject(ssh.UnknownChannelType, "unsupported channel type")
 			continue
 		}
 		ch, chReqs, err := nc.Accept()
 		if err != nil {
+			if target != nil {
+				target.Close()
+			}
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if target != nil {
+				go ssh.DiscardRequests(chReqs)
+				relayConn(ch, target)
+				return
+			}
 			s.handleSession(ch, chReqs)
 		}()
 	}
+}
+
+// relayConn copies between ch and conn, passing EOF on, until both
+// directions are done.
+func relayConn(ch ssh.Channel, conn net.Conn) {
+	defer ch.Close()
+	defer conn.Close()
+	done := make(chan struct{})
+	go func() {
+		io.Copy(conn, ch)
+		conn.(interface{ CloseWrite() error }).CloseWrite()
+		close(done)
+	}()
+	io.Copy(ch, conn)
+	ch.CloseWrite()
+	<-done
 }
 
 func (s *testServer) handleSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
@@ -274,7 +393,10 @@ func (s *testServer) handleRequest(ch ssh.Channel, req *ssh.Request, proc **os.P
 		var p struct{ Signal string }
 		ssh.Unmarshal(req.Payload, &p)
 		s.record("signal " + p.Signal)
-		sig := map[string]syscall.Signal{"TERM": syscall.SIGTERM, "INT": syscall.SIGINT, "KILL": syscall.SIGKILL}[p.Signal]
+		sig := map[string]syscall.Signal{
+			"TERM": syscall.SIGTERM, "INT": syscall.SIGINT, "KILL": syscall.SIGKILL, "HUP": syscall.SIGHUP,
+			"QUIT": syscall.SIGQUIT, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2,
+		}[p.Signal]
 		if *proc != nil && sig != 0 {
 			syscall.Kill(-(*proc).Pid, sig)
 		}

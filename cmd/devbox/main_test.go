@@ -70,7 +70,8 @@ func TestStatusJSONComesFromDriver(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 {
 		t.Fatalf("exit %d, %v: %s", code, err, out)
 	}
-	want := statusReport{Name: "demo", State: "running", Domain: dom, LibvirtURI: "qemu:///session", SSHPort: 40022, User: "dev", Accel: "tcg", CPUs: 2, MemoryMiB: 2048}
+	want := statusReport{Name: "demo", State: "running", Domain: dom, LibvirtURI: "qemu:///session", SSHPort: 40022, User: "dev", Accel: "tcg", CPUs: 2, MemoryMiB: 2048,
+		Agent: "not running: never started (devbox up starts it)", DockerHost: "unix://" + filepath.Join(home, "instances", "demo", "docker.sock")}
 	if got != want {
 		t.Errorf("status = %+v\nwant %+v", got, want)
 	}

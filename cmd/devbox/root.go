@@ -50,7 +50,8 @@ func Run(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.W
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVarP(&a.configFile, "config", "c", "", "config file (default: devbox.yaml in this folder or a parent)")
-	root.AddCommand(a.upCommand(), a.sshCommand(), a.haltCommand(), a.destroyCommand(), a.statusCommand(), a.provisionCommand())
+	root.AddCommand(a.upCommand(), a.sshCommand(), a.runCommand(), a.dockerCommand(), a.haltCommand(), a.destroyCommand(),
+		a.statusCommand(), a.provisionCommand(), a.dockerEnvCommand(), a.sshConfigCommand(), a.agentCommand())
 
 	err := root.ExecuteContext(ctx)
 	var ee exitError

@@ -23,6 +23,8 @@ type statusReport struct {
 	CPUs       int    `json:"cpus,omitempty"`
 	MemoryMiB  int64  `json:"memory_mib,omitempty"`
 	ConsoleLog string `json:"console_log,omitempty"`
+	Agent      string `json:"agent,omitempty"`
+	DockerHost string `json:"docker_host,omitempty"`
 }
 
 func (a *app) statusCommand() *cobra.Command {
@@ -41,6 +43,8 @@ func (a *app) statusCommand() *cobra.Command {
 				if info.State != vm.StateNotCreated {
 					r.SSHPort, r.User, r.Accel = info.SSHPort, info.User, info.Accel
 					r.CPUs, r.MemoryMiB, r.ConsoleLog = info.CPUs, info.MemoryMiB, info.ConsoleLog
+					r.Agent = in.Agent(a.ctx).String()
+					r.DockerHost = "unix://" + in.DockerSocket()
 				}
 				if asJSON {
 					enc := json.NewEncoder(a.stdout)
@@ -64,6 +68,8 @@ func printStatus(a *app, r statusReport) error {
 		fmt.Fprintf(w, "resources:\t%d CPUs, %d MiB memory, accel %s\n", r.CPUs, r.MemoryMiB, r.Accel)
 		fmt.Fprintf(w, "ssh:\t%s@127.0.0.1:%d\n", r.User, r.SSHPort)
 		fmt.Fprintf(w, "console log:\t%s\n", r.ConsoleLog)
+		fmt.Fprintf(w, "agent:\t%s\n", r.Agent)
+		fmt.Fprintf(w, "docker host:\t%s\n", r.DockerHost)
 	}
 	return w.Flush()
 }

@@ -24,18 +24,20 @@ const FileName = "devbox.yaml"
 
 // Config is the whole of devbox.yaml after defaults.
 type Config struct {
-	Name            string `yaml:"name"`
-	Box             string `yaml:"box"`
-	BoxSHA256       string `yaml:"box_sha256"`
-	CPUs            int    `yaml:"cpus"`
-	MemoryText      string `yaml:"memory"`
-	DiskText        string `yaml:"disk"`
-	Accel           string `yaml:"accel"`
-	LibvirtURI      string `yaml:"libvirt_uri"`
-	BootTimeoutText string `yaml:"boot_timeout"`
-	User            User   `yaml:"user"`
-	Docker          Docker `yaml:"docker"`
-	Provision       []Step `yaml:"provision"`
+	Name            string    `yaml:"name"`
+	Box             string    `yaml:"box"`
+	BoxSHA256       string    `yaml:"box_sha256"`
+	CPUs            int       `yaml:"cpus"`
+	MemoryText      string    `yaml:"memory"`
+	DiskText        string    `yaml:"disk"`
+	Accel           string    `yaml:"accel"`
+	LibvirtURI      string    `yaml:"libvirt_uri"`
+	BootTimeoutText string    `yaml:"boot_timeout"`
+	User            User      `yaml:"user"`
+	Docker          Docker    `yaml:"docker"`
+	Provision       []Step    `yaml:"provision"`
+	Mounts          []Mount   `yaml:"mounts"`
+	Forwards        []Forward `yaml:"forwards"`
 	// Parsed forms of the text fields above, set by Validate.
 	Memory      Size          `yaml:"-"`
 	Disk        Size          `yaml:"-"`
@@ -69,6 +71,22 @@ type Step struct {
 
 // AsRoot reports whether the step runs as root (the default).
 func (s Step) AsRoot() bool { return s.Privileged == nil || *s.Privileged }
+
+// Mount shares a host folder into the VM at the same path.
+type Mount struct {
+	Host string `yaml:"host"` // absolute after defaults (relative to the config's folder)
+	Mode string `yaml:"mode"` // rw (default) or ro
+}
+
+// ReadOnly reports whether the VM may only read the folder.
+func (m Mount) ReadOnly() bool { return m.Mode == "ro" }
+
+// Forward makes a guest TCP port reachable on the host.
+type Forward struct {
+	Host  string `yaml:"host"`  // "127.0.0.1:8080" or "8080" (loopback)
+	Guest int    `yaml:"guest"` // port in the guest (127.0.0.1 there)
+	Proto string `yaml:"proto"` // tcp (the default and only choice today)
+}
 
 // Accelerators accepted by the accel field and DEVBOX_ACCEL.
 var Accelerators = []string{"auto", "kvm", "hvf", "tcg"}
@@ -180,6 +198,29 @@ func (c *Config) applyDefaults() {
 	for i := range c.Provision {
 		if c.Provision[i].Run == "" {
 			c.Provision[i].Run = "once"
+		}
+	}
+	if c.Mounts == nil {
+		// The project folder, writable: paths mean the same on both sides.
+		c.Mounts = []Mount{{Host: c.Dir}}
+	}
+	for i := range c.Mounts {
+		m := &c.Mounts[i]
+		if m.Mode == "" {
+			m.Mode = "rw"
+		}
+		if m.Host != "" && !filepath.IsAbs(m.Host) {
+			m.Host = filepath.Join(c.Dir, m.Host)
+		}
+		m.Host = filepath.Clean(m.Host)
+	}
+	for i := range c.Forwards {
+		f := &c.Forwards[i]
+		if f.Proto == "" {
+			f.Proto = "tcp"
+		}
+		if f.Host != "" && !strings.Contains(f.Host, ":") {
+			f.Host = "127.0.0.1:" + f.Host
 		}
 	}
 	if c.Box != "" && !strings.Contains(c.Box, "://") && !filepath.IsAbs(c.Box) {
@@ -326,6 +367,8 @@ func (c *Config) Validate() error {
 			bad(p+".script", "is required")
 		}
 	}
+	c.validateMounts(bad)
+	c.validateForwards(bad)
 	if errs != nil {
 		errs.ErrorFormat = listErrors
 	}

@@ -8,9 +8,19 @@ import (
 	"time"
 )
 
+// parse reads yaml as the devbox.yaml of a real folder named "My Project".
 func parse(t *testing.T, yaml string) (*Config, error) {
 	t.Helper()
-	return Parse(strings.NewReader(yaml), "/work/My Project/devbox.yaml")
+	dir := projectDir(t)
+	return Parse(strings.NewReader(yaml), filepath.Join(dir, "devbox.yaml"))
+}
+
+func projectDir(t *testing.T) string {
+	dir := filepath.Join(t.TempDir(), "My Project")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func TestExampleLoads(t *testing.T) {
@@ -33,16 +43,20 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	dir := c.Dir
 	want := map[string][2]any{
 		"name":        {c.Name, "my-project"},
-		"box":         {c.Box, "/work/My Project/images/debian.qcow2"},
+		"box":         {c.Box, filepath.Join(dir, "images/debian.qcow2")},
 		"cpus":        {c.CPUs, 2},
 		"memory":      {c.Memory, 2 * GiB},
 		"disk":        {c.Disk, 20 * GiB},
 		"accel":       {c.Accel, "auto"},
 		"libvirt_uri": {c.LibvirtURI, "qemu+ssh://builder/system"},
 		"source":      {c.Docker.Source, "auto"},
-		"dir":         {c.Dir, "/work/My Project"},
+		"dir":         {filepath.Base(c.Dir), "My Project"},
+		"mounts":      {len(c.Mounts), 1},
+		"mount":       {c.Mounts[0], Mount{Host: dir, Mode: "rw"}},
+		"forwards":    {len(c.Forwards), 0},
 	}
 	for field, v := range want {
 		if v[0] != v[1] {
@@ -170,5 +184,62 @@ func TestFindWalksUp(t *testing.T) {
 	got, err := Find(sub)
 	if err != nil || got != want {
 		t.Errorf("Find = %q, %v; want %q", got, err, want)
+	}
+}
+
+func TestMountsAndForwards(t *testing.T) {
+	c, err := parse(t, "box: x.qcow2\nmounts:\n  - {host: ., mode: ro}\nforwards:\n  - {host: 8080, guest: 80}\n  - {host: 127.0.0.1:8443, guest: 443}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Mounts) != 1 || c.Mounts[0].Host != c.Dir || !c.Mounts[0].ReadOnly() {
+		t.Errorf("mounts = %+v", c.Mounts)
+	}
+	if c.Forwards[0] != (Forward{Host: "127.0.0.1:8080", Guest: 80, Proto: "tcp"}) || c.Forwards[1].Host != "127.0.0.1:8443" {
+		t.Errorf("forwards = %+v", c.Forwards)
+	}
+	if m, ok := c.MountFor(filepath.Join(c.Dir, "sub", "dir")); !ok || m.Host != c.Dir {
+		t.Errorf("MountFor inside = %+v %v", m, ok)
+	}
+	if _, ok := c.MountFor(c.Dir + "-other"); ok {
+		t.Error("MountFor matched a sibling folder with the same prefix")
+	}
+	// No mounts at all is allowed.
+	c, err = parse(t, "box: x.qcow2\nmounts: []\n")
+	if err != nil || len(c.Mounts) != 0 {
+		t.Errorf("mounts: [] = %+v, %v", c.Mounts, err)
+	}
+}
+
+func TestMountAndForwardProblems(t *testing.T) {
+	dir := projectDir(t)
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
+	yaml := `box: x.qcow2
+mounts:
+  - {host: /nonexistent/folder}
+  - {host: /etc}
+  - {host: /}
+  - {host: file}
+  - {host: ., mode: rx}
+  - {host: sub}
+forwards:
+  - {host: "127.0.0.1:80800", guest: 80}
+  - {host: "8080", guest: 0}
+  - {host: "8080", guest: 81, proto: udp}
+`
+	_, err := Parse(strings.NewReader(yaml), filepath.Join(dir, "devbox.yaml"))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		"mounts[0].host: /nonexistent/folder does not exist", "mounts[1].host: /etc would hide", "mounts[2].host: the whole filesystem",
+		"mounts[3].host: " + file + " is not a folder", "mounts[4].mode:", "mounts[5].host: " + filepath.Join(dir, "sub") + " overlaps mounts[4]",
+		"forwards[0].host:", "forwards[1].guest:", "forwards[2].host: port 8080 is already forwarded by forwards[1]", "forwards[2].proto:",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
 	}
 }

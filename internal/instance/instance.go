@@ -176,10 +176,11 @@ func (in *Instance) Halt(ctx context.Context, force bool, timeout time.Duration)
 	if err != nil {
 		return err
 	}
-	switch info.State {
-	case vm.StateNotCreated:
+	if info.State == vm.StateNotCreated {
 		return in.errNotCreated()
-	case vm.StateStopped:
+	}
+	in.StopAgent()
+	if info.State == vm.StateStopped {
 		in.Status.Infof("instance %q is already stopped", in.Name())
 		return nil
 	}
@@ -231,6 +232,8 @@ func (in *Instance) Destroy(ctx context.Context) error {
 		return err
 	}
 	return in.Status.Step(fmt.Sprintf("Destroying instance %q", in.Name()), func() error {
+		in.StopAgent()
+		in.RemoveDockerContext(ctx)
 		if err := d.Delete(ctx, in.Domain()); err != nil && !errors.Is(err, vm.ErrNotFound) {
 			return err
 		}

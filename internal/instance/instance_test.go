@@ -68,7 +68,7 @@ func TestUpInterruptedRollsBack(t *testing.T) {
 		}
 	}
 	in := New(cfg, home, cli.NewStatus(io.Discard), func(context.Context, string) (vm.Driver, error) { return d, nil })
-	err = in.Up(ctx, ProvisionAuto)
+	err = in.Up(ctx, UpOptions{NoAgent: true})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Up = %v, want context.Canceled", err)
 	}
@@ -99,7 +99,7 @@ func TestUpInterruptedKeepsExisting(t *testing.T) {
 			cancel()
 		}
 	}
-	if err := in.Up(ctx, ProvisionAuto); err == nil {
+	if err := in.Up(ctx, UpOptions{NoAgent: true}); err == nil {
 		t.Fatal("Up succeeded")
 	}
 	if d.Instances[in.Domain()] == nil || d.Instances[in.Domain()].State != vm.StateStopped {

@@ -25,9 +25,17 @@ const (
 	ProvisionSkip                       // --no-provision
 )
 
-// Up makes the instance exist, run, answer SSH and be provisioned. If ctx
-// is cancelled (Ctrl-C) it undoes what this call created or started.
-func (in *Instance) Up(ctx context.Context, mode ProvisionMode) (err error) {
+// UpOptions tune devbox up.
+type UpOptions struct {
+	Provision ProvisionMode
+	NoContext bool // do not create or update the Docker context
+	NoAgent   bool // do not start the agent (unit tests)
+}
+
+// Up makes the instance exist, run, answer SSH and be provisioned, and
+// starts its agent. If ctx is cancelled (Ctrl-C) it undoes what this call
+// created or started.
+func (in *Instance) Up(ctx context.Context, opts UpOptions) (err error) {
 	d, err := in.Driver(ctx)
 	if err != nil {
 		return err
@@ -89,7 +97,25 @@ func (in *Instance) Up(ctx context.Context, mode ProvisionMode) (err error) {
 		return err
 	}
 	defer client.Close()
-	return in.provision(ctx, client, mode)
+	if err := in.provision(ctx, client, opts.Provision); err != nil {
+		return err
+	}
+	if opts.NoAgent {
+		return nil
+	}
+	if err := in.Status.Step("Starting the agent (docker socket, shared folders, ports)", func() error {
+		return in.StartAgent(ctx)
+	}); err != nil {
+		return err
+	}
+	if !opts.NoContext {
+		if ok, err := in.UpdateDockerContext(ctx); err != nil {
+			in.Status.Warnf("%v", err)
+		} else if ok {
+			in.Status.Infof("docker context %q points at the VM: docker --context %s ps, or eval \"$(devbox docker-env)\"", in.ContextName(), in.ContextName())
+		}
+	}
+	return nil
 }
 
 // create resolves the box and defines the instance with fresh keys and
@@ -206,7 +232,8 @@ func (in *Instance) plan() ([]provision.Step, error) {
 	for _, s := range in.Cfg.Provision {
 		steps = append(steps, provision.UserStep{Name: s.Name, Always: s.Run == "always", Script: s.Script, AsRoot: s.AsRoot()})
 	}
-	return provision.Plan(provision.Options{User: in.Cfg.User.Name, DockerSource: in.Cfg.Docker.Source, Steps: steps})
+	return provision.Plan(provision.Options{User: in.Cfg.User.Name, DockerSource: in.Cfg.Docker.Source,
+		SharedFolders: len(in.Cfg.Mounts) > 0, Steps: steps})
 }
 
 // provision runs the plan when mode and the guest's stamp call for it.

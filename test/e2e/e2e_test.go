@@ -85,6 +85,7 @@ func TestLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal("busybox not found (hint: apt-get install busybox-static)")
 	}
+	forwardPort, publishPort := freePort(t), freePort(t)
 	e := newEnv(t, fmt.Sprintf(`name: life
 box: %s
 cpus: 2
@@ -92,13 +93,17 @@ memory: 2GiB
 disk: 8GiB
 user:
   name: dev
+forwards:
+  - host: 127.0.0.1:%d
+    guest: %d
 provision:
   - name: needs-fix
     script: |
       echo "step output before failure"
       test -e /etc/devbox-fixed || exit 5
       echo fixed > /etc/devbox-step-ran
-`, box))
+`, box, forwardPort, publishPort))
+	e.forwardPort, e.publishPort = forwardPort, publishPort
 	e.cleanup("life")
 
 	// First up: the engine is installed, then the user's step fails.
@@ -162,6 +167,8 @@ provision:
 		}
 	})
 
+	t.Run("transparent proxy", func(t *testing.T) { testProxy(t, e, busybox) })
+
 	// Halt, then take the instance's SSH port before starting it again.
 	e.ok(3*time.Minute, "halt")
 	st := e.status()
@@ -185,6 +192,11 @@ provision:
 	r = e.ok(2*time.Minute, "ssh", "--", "docker", "run", "--rm", "e2e-busybox", "echo", "still here")
 	if strings.TrimSpace(r.stdout) != "still here" {
 		t.Errorf("docker after halt/up: %s", r)
+	}
+	// The agent came back with the VM: the host's docker works again, and
+	// the shared folder is mounted again.
+	if out := hostDocker(t, e, "run", "--rm", "-v", e.project+":/w", "e2e-busybox", "cat", "/w/from-host.txt"); out != "written on the host" {
+		t.Errorf("docker through the socket after halt/up: %q", out)
 	}
 
 	r = e.run(time.Minute, nil, "destroy")

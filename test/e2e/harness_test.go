@@ -31,6 +31,8 @@ type env struct {
 	home    string // DEVBOX_HOME
 	project string // folder holding devbox.yaml
 	extra   []string
+	// Ports the proxy test uses: a configured forward to publishPort.
+	forwardPort, publishPort int
 }
 
 var builtBin string
@@ -90,10 +92,16 @@ func (r result) String() string {
 // run runs devbox with args in the project folder, stdin from in.
 func (e *env) run(timeout time.Duration, in io.Reader, args ...string) result {
 	e.t.Helper()
+	return e.runIn(e.project, timeout, in, args...)
+}
+
+// runIn runs devbox with args in dir.
+func (e *env) runIn(dir string, timeout time.Duration, in io.Reader, args ...string) result {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e.bin, args...)
-	cmd.Dir = e.project
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "DEVBOX_HOME="+e.home, "DEVBOX_ACCEL=tcg")
 	cmd.Env = append(cmd.Env, e.extra...)
 	cmd.Stdin = in

@@ -1,0 +1,98 @@
+// Package sharedfs shares host folders into the guest by reverse SSHFS.
+//
+// Inside the guest, `sshfs -o passive` speaks SFTP over its stdin and
+// stdout; devbox connects those, through an SSH session, to the SFTP server
+// that [Serve] runs inside the devbox process. Files written in the guest are
+// therefore written on the host by devbox itself, as the host user, and the
+// host's permission checks are the only ones that apply.
+//
+// A shared folder has the same absolute path on both sides: the host file
+// /home/u/proj/a.txt is /home/u/proj/a.txt in the guest. [MountCommand] and
+// [UnmountCommand] build the guest side; [Check] validates a configured
+// host path.
+package sharedfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/pkg/sftp"
+)
+
+// Serve runs an SFTP server on rwc that exposes only the host folder root,
+// an absolute path. Requests name files by their absolute paths (relative
+// paths are taken relative to root). Any request for a path outside root,
+// whether lexically (via "..") or through a symlink inside root whose target
+// lies outside it (or is absolute), fails with permission denied; symlinks
+// themselves can still be listed, lstat'ed and read with readlink. With
+// readOnly, every request that would change the folder fails with
+// permission denied.
+//
+// Serve owns rwc and closes it before returning. It returns nil when the
+// peer closes the stream (EOF) or when ctx ends; closing rwc must unblock a
+// pending Read. Any other failure, such as a malformed packet, is returned
+// as an error.
+func Serve(ctx context.Context, rwc io.ReadWriteCloser, root string, readOnly bool) error {
+	defer rwc.Close()
+	if !filepath.IsAbs(root) {
+		return fmt.Errorf("serve shared folder %q: path is not absolute", root)
+	}
+	dir := filepath.Clean(root)
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("serve shared folder %s: %w", dir, err)
+	}
+	defer r.Close()
+
+	h := &handler{root: r, dir: dir, readOnly: readOnly}
+	srv := sftp.NewRequestServer(rwc,
+		sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
+		sftp.WithStartDirectory(dir))
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+
+	err = srv.Serve()
+	if ctx.Err() != nil || endOfStream(err) {
+		return nil
+	}
+	return fmt.Errorf("serve shared folder %s: %w", dir, err)
+}
+
+// endOfStream reports whether err only says that the stream has ended.
+// pkg/sftp reports io.ErrUnexpectedEOF when the peer goes away with files
+// still open, which is how a killed guest sshfs looks.
+func endOfStream(err error) bool {
+	return err == nil ||
+		errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, io.ErrClosedPipe) ||
+		errors.Is(err, net.ErrClosed)
+}
+
+// Check validates hostPath as a folder to share: it must be absolute, must
+// not be the file system root, and must name an existing directory.
+func Check(hostPath string) error {
+	if !filepath.IsAbs(hostPath) {
+		return fmt.Errorf("shared folder %q: path is not absolute; write it in full, such as /home/you/project", hostPath)
+	}
+	if filepath.Clean(hostPath) == "/" {
+		return fmt.Errorf("shared folder %q: cannot share / since it would be mounted over the guest's own root; share a project folder instead", hostPath)
+	}
+	fi, err := os.Stat(hostPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("shared folder %s does not exist: create it or correct the path", hostPath)
+	}
+	if err != nil {
+		return fmt.Errorf("shared folder %s: %w", hostPath, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("shared folder %s is not a directory: share the folder that contains it", hostPath)
+	}
+	return nil
+}

@@ -1,0 +1,205 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// hostDocker runs the host's docker CLI against the instance's socket.
+func hostDocker(t *testing.T, e *env, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(e.home, "instances", "life", "docker.sock"), "DOCKER_CONTEXT=")
+	cmd.Dir = e.project
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("docker %s: %v\n%s\n%s", strings.Join(args, " "), err, out.String(), errb.String())
+	}
+	return strings.TrimSpace(out.String())
+}
+
+// httpGet polls url until it answers 200 or the deadline passes.
+func httpGet(t *testing.T, url string, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return string(body)
+			}
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+		last = err
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("GET %s: no answer within %s: %v", url, within, last)
+	return ""
+}
+
+// testProxy: the host's docker, devbox run, shared folders and port
+// forwards against the running, provisioned instance e.
+func testProxy(t *testing.T, e *env, busybox string) {
+	os.WriteFile(filepath.Join(e.project, "from-host.txt"), []byte("written on the host"), 0o644)
+	st := e.status()
+	sock := filepath.Join(e.home, "instances", "life", "docker.sock")
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("docker socket %s: %v %v", sock, fi, err)
+	}
+	if fi, _ := os.Stat(filepath.Dir(sock)); fi.Mode().Perm() != 0o700 {
+		t.Errorf("socket folder mode %v, want 0700", fi.Mode().Perm())
+	}
+	contains(t, "status", e.ok(time.Minute, "status").stdout, "agent:", "running (pid")
+	_ = st
+
+	t.Run("host docker builds and runs through the socket", func(t *testing.T) {
+		build := filepath.Join(e.project, "image")
+		os.MkdirAll(build, 0o755)
+		data, _ := os.ReadFile(busybox)
+		os.WriteFile(filepath.Join(build, "busybox"), data, 0o755)
+		os.WriteFile(filepath.Join(build, "Dockerfile"), []byte(
+			"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"/bin/sh\"]\n"), 0o644)
+		hostDocker(t, e, "build", "-q", "-t", "e2e-host", build)
+		if out := hostDocker(t, e, "run", "--rm", "e2e-host", "echo", "hi"); out != "hi" {
+			t.Errorf("docker run: %q", out)
+		}
+	})
+	t.Run("containers see the shared folder and write as the host user", func(t *testing.T) {
+		out := hostDocker(t, e, "run", "--rm", "-v", e.project+":/w", "e2e-host", "sh", "-c", "cat /w/from-host.txt && echo from the container > /w/from-container.txt")
+		if out != "written on the host" {
+			t.Errorf("container read %q", out)
+		}
+		p := filepath.Join(e.project, "from-container.txt")
+		data, err := os.ReadFile(p)
+		if err != nil || strings.TrimSpace(string(data)) != "from the container" {
+			t.Fatalf("file written in the container: %q, %v", data, err)
+		}
+		var fi syscall.Stat_t
+		syscall.Stat(p, &fi)
+		if int(fi.Uid) != os.Getuid() {
+			t.Errorf("file owned by uid %d, want the host user %d", fi.Uid, os.Getuid())
+		}
+	})
+	t.Run("devbox run: folder, exit status, stdin", func(t *testing.T) {
+		sub := filepath.Join(e.project, "sub dir")
+		os.MkdirAll(sub, 0o755)
+		r := e.runIn(sub, time.Minute, nil, "run", "sh", "-c", "pwd; exit 3")
+		if r.code != 3 || strings.TrimSpace(r.stdout) != sub {
+			t.Errorf("want pwd %s and exit 3:\n%s", sub, r)
+		}
+		r = e.runIn(sub, time.Minute, strings.NewReader("piped\ndata\n"), "run", "wc", "-l")
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "2" {
+			t.Errorf("stdin not piped:\n%s", r)
+		}
+		r = e.runIn(t.TempDir(), time.Minute, nil, "run", "true")
+		if r.code != 1 || !strings.Contains(r.stderr, "is not shared with the VM") {
+			t.Errorf("unshared folder:\n%s", r)
+		}
+		r = e.run(time.Minute, nil, "docker", "image", "inspect", "--format", "{{.Id}}", "e2e-host")
+		if r.code != 0 || !strings.HasPrefix(strings.TrimSpace(r.stdout), "sha256:") {
+			t.Errorf("devbox docker:\n%s", r)
+		}
+	})
+	t.Run("Ctrl-C ends the remote command", func(t *testing.T) {
+		cmd := exec.Command(e.bin, "run", "sh", "-c", "echo started; exec sleep 1000")
+		cmd.Dir = e.project
+		cmd.Env = append(os.Environ(), "DEVBOX_HOME="+e.home)
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 8)
+		if _, err := io.ReadFull(stdout, buf[:7]); err != nil || string(buf[:7]) != "started" {
+			t.Fatalf("remote command did not start: %q %v", buf, err)
+		}
+		cmd.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			t.Fatal("devbox run sleep 1000 still running 20s after SIGINT")
+		}
+		r := e.run(time.Minute, nil, "ssh", "--", "pgrep", "-x", "sleep")
+		if r.code != 1 {
+			t.Errorf("remote sleep still running after Ctrl-C:\n%s", r)
+		}
+	})
+	t.Run("published and configured ports answer on 127.0.0.1", func(t *testing.T) {
+		hostDocker(t, e, "run", "-d", "--name", "web", "-p", strconv.Itoa(e.publishPort)+":80", "-v", e.project+":/w",
+			"e2e-host", "httpd", "-f", "-p", "80", "-h", "/w")
+		defer hostDocker(t, e, "rm", "-f", "web")
+		if body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/from-host.txt", e.publishPort), time.Minute); body != "written on the host" {
+			t.Errorf("published port served %q", body)
+		}
+		if body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/from-host.txt", e.forwardPort), time.Minute); body != "written on the host" {
+			t.Errorf("configured forward served %q", body)
+		}
+	})
+	t.Run("ssh-config works with OpenSSH and the pinned key", func(t *testing.T) {
+		cfg := filepath.Join(t.TempDir(), "ssh_config")
+		os.WriteFile(cfg, []byte(e.ok(time.Minute, "ssh-config").stdout), 0o600)
+		out, err := exec.Command("ssh", "-F", cfg, "-o", "BatchMode=yes", "devbox-life", "echo", "via-openssh").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "via-openssh" {
+			t.Errorf("ssh -F: %v\n%s", err, out)
+		}
+	})
+	t.Run("run falls back when the agent is killed; up restarts it", func(t *testing.T) {
+		pid, err := os.ReadFile(filepath.Join(e.home, "instances", "life", "agent.pid"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
+		syscall.Kill(n, syscall.SIGKILL)
+		waitGone(t, n)
+		r := e.run(2*time.Minute, nil, "run", "cat", "from-host.txt")
+		if r.code != 0 || r.stdout != "written on the host" || !strings.Contains(r.stderr, "direct connection") {
+			t.Errorf("run with the agent killed:\n%s", r)
+		}
+		e.ok(5*time.Minute, "up")
+		contains(t, "status", e.ok(time.Minute, "status").stdout, "running (pid")
+		if out := hostDocker(t, e, "run", "--rm", "e2e-host", "echo", "back"); out != "back" {
+			t.Errorf("docker after agent restart: %q", out)
+		}
+	})
+}
+
+func waitGone(t *testing.T, pid int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d still alive", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
