@@ -53,10 +53,10 @@ type UserStep struct {
 
 // Options describe the guest to provision.
 type Options struct {
-	User         string // the docker-group user
-	DockerSource string // auto, docker or distro
-	SharedFolders bool  // install sshfs for reverse-SSHFS mounts
-	Steps        []UserStep
+	User          string // the docker-group user
+	DockerSource  string // auto, docker or distro
+	SharedFolders bool   // install sshfs for reverse-SSHFS mounts
+	Steps         []UserStep
 }
 
 // Plan is the ordered list of steps for opts.

@@ -29,10 +29,10 @@ import (
 
 // File names inside the instance folder.
 const (
-	ControlSocket = "agent.sock"   // SSH multiplexer for devbox run
-	DockerSocket  = "docker.sock"  // the guest's Docker socket, forwarded
-	PIDFile       = "agent.pid"    // the running agent's process id
-	LogFile       = "agent.log"    // what the agent did and why it failed
+	ControlSocket = "agent.sock"     // SSH multiplexer for devbox run
+	DockerSocket  = "docker.sock"    // the guest's Docker socket, forwarded
+	PIDFile       = "agent.pid"      // the running agent's process id
+	LogFile       = "agent.log"      // what the agent did and why it failed
 	HostKeyFile   = "agent_host_key" // the multiplexer's host key (+ .pub)
 	ReadyFile     = "agent.ready"    // written once the first connection is served
 )

@@ -19,8 +19,8 @@ type RunOptions struct {
 	Stdin   *os.File
 	Stdout  io.Writer
 	Stderr  io.Writer
-	PTY     *sshutil.PTY       // nil: no terminal
-	Signals <-chan os.Signal   // passed on to the remote process
+	PTY     *sshutil.PTY     // nil: no terminal
+	Signals <-chan os.Signal // passed on to the remote process
 }
 
 // Run runs args in the VM, in the folder matching opts.Dir, as the
