@@ -44,25 +44,33 @@ var proxiedChannelTypes = map[string]bool{
 // keepalive@openssh.com, so a client's Keepalive checks the proxy only, and
 // false for anything else.
 //
-// ServeProxy returns nil once ctx ends, after closing l and every client
-// connection (which closes their upstream channels). Failures of single
-// connections are not reported. If l fails otherwise, ServeProxy closes the
-// client connections and returns the error.
+// upstream is called with ServeProxy's ctx, and must return promptly once
+// it ends. ServeProxy returns nil once ctx ends, after closing l and every
+// client connection (which closes their upstream channels). Failures of
+// single connections are not reported. If l fails otherwise, or hostKey
+// does not parse, ServeProxy returns an error; it always closes l and every
+// client connection before returning.
 func ServeProxy(ctx context.Context, l net.Listener, hostKey KeyPair, upstream func(ctx context.Context) (*Client, error)) error {
 	signer, err := ssh.ParsePrivateKey(hostKey.Private)
 	if err != nil {
+		l.Close()
 		return fmt.Errorf("ssh proxy %s: parse host key: %w", l.Addr(), err)
 	}
 	cfg := &ssh.ServerConfig{NoClientAuth: true, ServerVersion: "SSH-2.0-devbox-proxy"}
 	cfg.AddHostKey(signer)
 	p := &proxy{cfg: cfg, upstream: upstream, conns: make(map[net.Conn]bool)}
 
-	stop := context.AfterFunc(ctx, func() {
+	shutdown := func() {
 		l.Close()
 		p.closeAll()
-	})
-	defer stop()
+	}
+	stop := context.AfterFunc(ctx, shutdown)
 	defer p.wg.Wait()
+	defer func() {
+		// Also when Accept saw ctx end before the AfterFunc could run.
+		stop()
+		shutdown()
+	}()
 	var delay time.Duration
 	for {
 		conn, err := l.Accept()
@@ -73,7 +81,6 @@ func ServeProxy(ctx context.Context, l net.Listener, hostKey KeyPair, upstream f
 			return nil
 		}
 		if errors.Is(err, net.ErrClosed) {
-			p.closeAll()
 			return fmt.Errorf("ssh proxy %s: accept: %w", l.Addr(), err)
 		}
 		if err != nil { // e.g. out of file descriptors: wait and retry
@@ -182,7 +189,8 @@ func (p *proxy) relayChannel(ctx context.Context, nc ssh.NewChannel) {
 	}
 	up, upReqs, err := openChannel(ctx, client, nc.ChannelType(), nc.ExtraData())
 	if err != nil {
-		if oe, ok := errors.AsType[*ssh.OpenChannelError](err); ok {
+		var oe *ssh.OpenChannelError
+		if errors.As(err, &oe) {
 			nc.Reject(oe.Reason, oe.Message)
 		} else {
 			nc.Reject(ssh.ConnectionFailed, err.Error())
@@ -229,16 +237,21 @@ func openChannel(ctx context.Context, c *Client, typ string, extra []byte) (ssh.
 func relay(down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request) {
 	upOutput := copyHalf(down, up)
 	copyHalf(up, down)
-	upClosed := forwardRequests(down, upReqs)
-	downClosed := forwardRequests(up, downReqs)
+	var downReq sync.Mutex // held while a request from down is forwarded
+	upClosed := forwardRequests(down, upReqs, new(sync.Mutex))
+	downClosed := forwardRequests(up, downReqs, &downReq)
 	select {
 	case <-downClosed:
 	case <-upClosed:
-		// Pass on what up sent before closing, unless down goes first.
+		// Pass on what up sent before closing, unless down goes first:
+		// its output, and the reply to a request it answered just before
+		// closing (an exec answered by a command that exits at once).
 		select {
 		case <-upOutput:
 		case <-downClosed:
 		}
+		downReq.Lock()
+		defer downReq.Unlock()
 	}
 	up.Close()
 	down.Close()
@@ -267,15 +280,17 @@ func copyHalf(dst, src ssh.Channel) <-chan struct{} {
 }
 
 // forwardRequests sends each request from reqs on dst, in order, replying
-// with dst's reply; the returned channel is closed once reqs is, that is once
-// the channel reqs belongs to is closed.
-func forwardRequests(dst ssh.Channel, reqs <-chan *ssh.Request) <-chan struct{} {
+// with dst's reply, and holding busy while it does; the returned channel is
+// closed once reqs is, that is once the channel reqs belongs to is closed.
+func forwardRequests(dst ssh.Channel, reqs <-chan *ssh.Request, busy *sync.Mutex) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for req := range reqs {
+			busy.Lock()
 			ok, err := dst.SendRequest(req.Type, req.WantReply, req.Payload)
 			req.Reply(ok && err == nil, nil) // a no-op unless WantReply
+			busy.Unlock()
 		}
 	}()
 	return done

@@ -134,3 +134,16 @@ func TestUpFlagsConflict(t *testing.T) {
 		t.Errorf("exit %d, %q", code, errOut)
 	}
 }
+
+func TestRunPassesFlagsToTheCommand(t *testing.T) {
+	d, home := setup(t, "name: demo\nbox: b.qcow2\n")
+	dom := instance.Home{State: home}.DomainName("demo")
+	d.Instances[dom] = &vm.Info{Name: dom, State: vm.StateStopped}
+	for _, args := range [][]string{{"run", "wc", "-l"}, {"run", "--", "sh", "-c", "true"}, {"ssh", "ls", "-la"}, {"docker", "ps", "-a"}} {
+		code, _, errOut := run(t, args...)
+		// The flags reach the instance (stopped here), not devbox's parser.
+		if code != 1 || !strings.Contains(errOut, "is stopped") {
+			t.Errorf("%v: exit %d, %q", args, code, errOut)
+		}
+	}
+}

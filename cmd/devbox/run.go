@@ -13,18 +13,20 @@ import (
 )
 
 func (a *app) runCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "run [--] COMMAND [ARGS...]",
 		Short: "Run a command in the VM, in the folder matching this one, as the docker-group user",
 		Long: "Runs COMMAND inside the VM in the shared folder that corresponds to the current folder,\n" +
 			"with stdin, stdout and stderr streamed, a terminal when stdin is one, Ctrl-C and SIGTERM\n" +
 			"passed to the remote process, and its exit status as devbox's own.",
-		Args:               cobra.MinimumNArgs(1),
-		DisableFlagParsing: false,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runInVM(args)
 		},
 	}
+	// Everything after the command's name is the command's: `devbox run wc -l`.
+	cmd.Flags().SetInterspersed(false)
+	return cmd
 }
 
 func (a *app) dockerCommand() *cobra.Command {

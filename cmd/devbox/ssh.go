@@ -8,7 +8,7 @@ import (
 )
 
 func (a *app) sshCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "ssh [-- COMMAND [ARGS...]]",
 		Short: "Open a shell in the instance, or run a command there with its exit status",
 		Long: "Without a command, opens an interactive shell. With one (after --), runs it as the\n" +
@@ -27,4 +27,6 @@ func (a *app) sshCommand() *cobra.Command {
 			})
 		},
 	}
+	cmd.Flags().SetInterspersed(false)
+	return cmd
 }

@@ -29,6 +29,7 @@ func BenchmarkDevbox(b *testing.B) {
 	st := e.status()
 	devboxSSH := median(15, func() { e.ok(time.Minute, "ssh", "--", "true") })
 	openSSH := median(15, func() { openSSHTrue(b, e, st) })
+	proxy := benchProxy(b, e, st)
 	halt := timed(func() { e.ok(5*time.Minute, "halt") })
 	warm := timed(func() { e.ok(10*time.Minute, "up") })
 	b.StopTimer()
@@ -47,10 +48,12 @@ func BenchmarkDevbox(b *testing.B) {
 		"devbox ssh -- true (median of 15)", devboxSSH.Round(time.Millisecond),
 		"OpenSSH ssh true (median of 15)", openSSH.Round(time.Millisecond),
 		"ratio devbox / OpenSSH", devboxSSH.Seconds()/openSSH.Seconds())
+	proxy.report(b)
 }
 
-// openSSHTrue runs `ssh … true` with the instance's key and pinned host key.
-func openSSHTrue(b *testing.B, e *env, st status) {
+// openSSHArgs are OpenSSH options for the instance: its key, its pinned
+// host key, nothing from the user's own config.
+func openSSHArgs(b *testing.B, e *env, st status) []string {
 	dir := filepath.Join(e.home, "instances", st.Name)
 	pub, err := os.ReadFile(filepath.Join(dir, "ssh_host_ed25519_key.pub"))
 	if err != nil {
@@ -62,11 +65,18 @@ func openSSHTrue(b *testing.B, e *env, st status) {
 	if err := os.WriteFile(known, []byte(line), 0o600); err != nil {
 		b.Fatal(err)
 	}
+	return []string{"-F", "/dev/null", "-i", filepath.Join(dir, "id_ed25519"),
+		"-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + known,
+		"-o", "BatchMode=yes", "-p", fmt.Sprint(st.SSHPort)}
+}
+
+// openSSHTrue runs `ssh … true` with the instance's key and pinned host key.
+func openSSHTrue(b *testing.B, e *env, st status, extra ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "ssh", "-F", "/dev/null", "-i", filepath.Join(dir, "id_ed25519"),
-		"-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+known,
-		"-o", "BatchMode=yes", "-p", fmt.Sprint(st.SSHPort), st.User+"@127.0.0.1", "true").CombinedOutput()
+	args := append(openSSHArgs(b, e, st), extra...)
+	args = append(args, st.User+"@127.0.0.1", "true")
+	out, err := exec.CommandContext(ctx, "ssh", args...).CombinedOutput()
 	if err != nil {
 		b.Fatalf("openssh: %v\n%s", err, out)
 	}
@@ -83,6 +93,10 @@ func median(n int, fn func()) time.Duration {
 	for i := range ds {
 		ds[i] = timed(fn)
 	}
+	return medianOf(ds)
+}
+
+func medianOf(ds []time.Duration) time.Duration {
 	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return ds[n/2]
+	return ds[len(ds)/2]
 }

@@ -120,7 +120,7 @@ func testProxy(t *testing.T, e *env, busybox string) {
 		if r.code != 0 || strings.TrimSpace(r.stdout) != "2" {
 			t.Errorf("stdin not piped:\n%s", r)
 		}
-		r = e.runIn(t.TempDir(), time.Minute, nil, "run", "true")
+		r = e.runIn(t.TempDir(), time.Minute, nil, "-c", filepath.Join(e.project, "devbox.yaml"), "run", "true")
 		if r.code != 1 || !strings.Contains(r.stderr, "is not shared with the VM") {
 			t.Errorf("unshared folder:\n%s", r)
 		}
