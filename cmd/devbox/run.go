@@ -47,10 +47,13 @@ func (a *app) runInVM(args []string) error {
 		if err != nil {
 			return err
 		}
-		// Signals go to the remote process; devbox itself stays to report
-		// its exit status.
+		// Signals go to the remote process (which may well survive a
+		// Ctrl-C, like a REPL); devbox stays to report its exit status, so
+		// they must not cancel devbox's own context.
+		passed := []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
+		signal.Reset(passed...)
 		sigs := make(chan os.Signal, 4)
-		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+		signal.Notify(sigs, passed...)
 		defer signal.Stop(sigs)
 		opts := instance.RunOptions{Dir: wd, Stdin: a.stdin, Stdout: a.stdout, Stderr: a.stderr, Signals: sigs}
 		if a.stdin != nil && term.IsTerminal(int(a.stdin.Fd())) {

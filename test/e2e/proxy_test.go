@@ -92,6 +92,13 @@ func testProxy(t *testing.T, e *env, busybox string) {
 		if out := hostDocker(t, e, "run", "--rm", "e2e-host", "echo", "hi"); out != "hi" {
 			t.Errorf("docker run: %q", out)
 		}
+		// Attach with stdin: the hijacked stream and its half-close.
+		cmd := exec.Command("docker", "run", "--rm", "-i", "e2e-host", "tr", "a-z", "A-Z")
+		cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+sock, "DOCKER_CONTEXT=")
+		cmd.Stdin = strings.NewReader("through the socket\n")
+		if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "THROUGH THE SOCKET" {
+			t.Errorf("docker run -i: %v %q", err, out)
+		}
 	})
 	t.Run("containers see the shared folder and write as the host user", func(t *testing.T) {
 		out := hostDocker(t, e, "run", "--rm", "-v", e.project+":/w", "e2e-host", "sh", "-c", "cat /w/from-host.txt && echo from the container > /w/from-container.txt")
@@ -127,6 +134,25 @@ func testProxy(t *testing.T, e *env, busybox string) {
 		r = e.run(time.Minute, nil, "docker", "image", "inspect", "--format", "{{.Id}}", "e2e-host")
 		if r.code != 0 || !strings.HasPrefix(strings.TrimSpace(r.stdout), "sha256:") {
 			t.Errorf("devbox docker:\n%s", r)
+		}
+	})
+	t.Run("Ctrl-C reaches the remote process, whose status devbox returns", func(t *testing.T) {
+		cmd := exec.Command(e.bin, "run", "sh", "-c", "trap 'echo got-int; exit 7' INT; echo started; while :; do sleep 0.2; done")
+		cmd.Dir = e.project
+		cmd.Env = append(os.Environ(), "DEVBOX_HOME="+e.home)
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 8)
+		if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "started\n" {
+			t.Fatalf("remote command did not start: %q %v", buf, err)
+		}
+		cmd.Process.Signal(os.Interrupt)
+		rest, _ := io.ReadAll(stdout)
+		err := cmd.Wait()
+		if cmd.ProcessState.ExitCode() != 7 || strings.TrimSpace(string(rest)) != "got-int" {
+			t.Errorf("want the trap's output and exit 7: %q, %v", rest, err)
 		}
 	})
 	t.Run("Ctrl-C ends the remote command", func(t *testing.T) {
@@ -192,6 +218,37 @@ func testProxy(t *testing.T, e *env, busybox string) {
 			t.Errorf("docker after agent restart: %q", out)
 		}
 	})
+	t.Run("the agent reconnects by itself after a guest reboot", func(t *testing.T) {
+		pid, _ := os.ReadFile(filepath.Join(e.home, "instances", "life", "agent.pid"))
+		e.run(time.Minute, nil, "ssh", "--", "sudo", "systemctl", "reboot", "--no-block")
+		// No devbox up: the same agent must bring docker and the folder back.
+		deadline := time.Now().Add(5 * time.Minute)
+		var out string
+		var err error
+		for time.Now().Before(deadline) {
+			out, err = tryHostDocker(e, "run", "--rm", "-v", e.project+":/w", "e2e-host", "cat", "/w/from-host.txt")
+			if err == nil && out == "written on the host" {
+				break
+			}
+			time.Sleep(2 * time.Second)
+		}
+		if err != nil || out != "written on the host" {
+			t.Fatalf("docker and the shared folder not back 5m after a reboot: %v %q", err, out)
+		}
+		if now, _ := os.ReadFile(filepath.Join(e.home, "instances", "life", "agent.pid")); string(now) != string(pid) {
+			t.Errorf("a new agent was started (%q → %q); the old one should have reconnected", pid, now)
+		}
+	})
+}
+
+// tryHostDocker runs the host's docker CLI once, reporting success.
+func tryHostDocker(e *env, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(e.home, "instances", "life", "docker.sock"), "DOCKER_CONTEXT=")
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
 }
 
 func waitGone(t *testing.T, pid int) {
