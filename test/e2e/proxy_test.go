@@ -221,7 +221,19 @@ func testProxy(t *testing.T, e *env, busybox string) {
 	t.Run("the agent reconnects by itself after a guest reboot", func(t *testing.T) {
 		pid, _ := os.ReadFile(filepath.Join(e.home, "instances", "life", "agent.pid"))
 		e.run(time.Minute, nil, "ssh", "--", "sudo", "systemctl", "reboot", "--no-block")
-		// No devbox up: the same agent must bring docker and the folder back.
+		// First the guest goes away...
+		down := time.Now().Add(2 * time.Minute)
+		for {
+			if _, err := tryHostDocker(e, "version"); err != nil {
+				break
+			}
+			if time.Now().After(down) {
+				t.Fatal("docker still answers 2m after the reboot was asked for")
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		// ...then, with no devbox up, the same agent brings docker and the
+		// folder back.
 		deadline := time.Now().Add(5 * time.Minute)
 		var out string
 		var err error
