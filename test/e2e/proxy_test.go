@@ -28,15 +28,21 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// dockerCmd is the host's docker CLI pointed at the instance's socket.
+func dockerCmd(ctx context.Context, e *env, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(e.home, "instances", "life", "docker.sock"), "DOCKER_CONTEXT=")
+	cmd.Dir = e.project
+	return cmd
+}
+
 // hostDocker runs the host's docker CLI against the instance's socket.
 func hostDocker(t *testing.T, e *env, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(e.home, "instances", "life", "docker.sock"), "DOCKER_CONTEXT=")
-	cmd.Dir = e.project
 	var out, errb bytes.Buffer
+	cmd := dockerCmd(ctx, e, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("docker %s: %v\n%s\n%s", strings.Join(args, " "), err, out.String(), errb.String())
@@ -70,7 +76,6 @@ func httpGet(t *testing.T, url string, within time.Duration) string {
 // forwards against the running, provisioned instance e.
 func testProxy(t *testing.T, e *env, busybox string) {
 	os.WriteFile(filepath.Join(e.project, "from-host.txt"), []byte("written on the host"), 0o644)
-	st := e.status()
 	sock := filepath.Join(e.home, "instances", "life", "docker.sock")
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("docker socket %s: %v %v", sock, fi, err)
@@ -79,7 +84,6 @@ func testProxy(t *testing.T, e *env, busybox string) {
 		t.Errorf("socket folder mode %v, want 0700", fi.Mode().Perm())
 	}
 	contains(t, "status", e.ok(time.Minute, "status").stdout, "agent:", "running (pid")
-	_ = st
 
 	t.Run("host docker builds and runs through the socket", func(t *testing.T) {
 		build := filepath.Join(e.project, "image")
@@ -93,8 +97,7 @@ func testProxy(t *testing.T, e *env, busybox string) {
 			t.Errorf("docker run: %q", out)
 		}
 		// Attach with stdin: the hijacked stream and its half-close.
-		cmd := exec.Command("docker", "run", "--rm", "-i", "e2e-host", "tr", "a-z", "A-Z")
-		cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+sock, "DOCKER_CONTEXT=")
+		cmd := dockerCmd(context.Background(), e, "run", "--rm", "-i", "e2e-host", "tr", "a-z", "A-Z")
 		cmd.Stdin = strings.NewReader("through the socket\n")
 		if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "THROUGH THE SOCKET" {
 			t.Errorf("docker run -i: %v %q", err, out)
@@ -137,17 +140,7 @@ func testProxy(t *testing.T, e *env, busybox string) {
 		}
 	})
 	t.Run("Ctrl-C reaches the remote process, whose status devbox returns", func(t *testing.T) {
-		cmd := exec.Command(e.bin, "run", "sh", "-c", "trap 'echo got-int; exit 7' INT; echo started; while :; do sleep 0.2; done")
-		cmd.Dir = e.project
-		cmd.Env = append(os.Environ(), "DEVBOX_HOME="+e.home)
-		stdout, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 8)
-		if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "started\n" {
-			t.Fatalf("remote command did not start: %q %v", buf, err)
-		}
+		cmd, stdout := startRun(t, e, "trap 'echo got-int; exit 7' INT; echo started; while :; do sleep 0.2; done")
 		cmd.Process.Signal(os.Interrupt)
 		rest, _ := io.ReadAll(stdout)
 		err := cmd.Wait()
@@ -156,17 +149,7 @@ func testProxy(t *testing.T, e *env, busybox string) {
 		}
 	})
 	t.Run("Ctrl-C ends the remote command", func(t *testing.T) {
-		cmd := exec.Command(e.bin, "run", "sh", "-c", "echo started; exec sleep 1000")
-		cmd.Dir = e.project
-		cmd.Env = append(os.Environ(), "DEVBOX_HOME="+e.home)
-		stdout, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 8)
-		if _, err := io.ReadFull(stdout, buf[:7]); err != nil || string(buf[:7]) != "started" {
-			t.Fatalf("remote command did not start: %q %v", buf, err)
-		}
+		cmd, _ := startRun(t, e, "echo started; exec sleep 1000")
 		cmd.Process.Signal(os.Interrupt)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
@@ -256,13 +239,30 @@ func testProxy(t *testing.T, e *env, busybox string) {
 	})
 }
 
+// startRun starts `devbox run sh -c script` and returns once the script
+// has printed "started" (so signals reach a running remote command).
+func startRun(t *testing.T, e *env, script string) (*exec.Cmd, io.Reader) {
+	t.Helper()
+	cmd := exec.Command(e.bin, "run", "sh", "-c", script)
+	cmd.Dir = e.project
+	cmd.Env = append(os.Environ(), "DEVBOX_HOME="+e.home)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len("started\n"))
+	if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "started\n" {
+		cmd.Process.Kill()
+		t.Fatalf("remote command did not start: %q %v", buf, err)
+	}
+	return cmd, stdout
+}
+
 // tryHostDocker runs the host's docker CLI once, reporting success.
 func tryHostDocker(e *env, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(e.home, "instances", "life", "docker.sock"), "DOCKER_CONTEXT=")
-	out, err := cmd.CombinedOutput()
+	out, err := dockerCmd(ctx, e, args...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
 
