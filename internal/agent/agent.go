@@ -389,13 +389,18 @@ func newPublisher(ctx context.Context, a *Agent) *publisher {
 // follow watches the engine's events over c until ctx ends.
 func (p *publisher) follow(ctx context.Context, c *sshutil.Client) {
 	dial := func(ctx context.Context) (net.Conn, error) { return c.DialUnix(ctx, GuestDockerSocket) }
+	lastErr := ""
 	for ctx.Err() == nil {
 		err := dockerports.Watch(ctx, dial, p.update)
 		if ctx.Err() != nil {
 			return
 		}
-		// The engine restarted or is not up yet: try again shortly.
-		p.a.Log.Printf("docker events: %v; retrying", err)
+		// The engine restarted or is not up yet: try again shortly, and
+		// say so once per kind of failure, not every two seconds.
+		if err.Error() != lastErr {
+			p.a.Log.Printf("docker events: %v; retrying", err)
+			lastErr = err.Error()
+		}
 		select {
 		case <-ctx.Done():
 			return
