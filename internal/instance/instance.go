@@ -120,7 +120,7 @@ func (in *Instance) target(info vm.Info) (sshutil.Target, error) {
 	}, nil
 }
 
-// Connect dials the running guest once (no retry).
+// dial connects to the running guest once (no retry).
 func (in *Instance) dial(ctx context.Context, info vm.Info) (*sshutil.Client, error) {
 	t, err := in.target(info)
 	if err != nil {
