@@ -100,11 +100,9 @@ fi`,
 	}
 	if opts.SharedFolders {
 		steps = append(steps, Step{
-			Name:  "Installing sshfs for shared folders",
-			Check: "command -v sshfs >/dev/null",
-			Script: "export DEBIAN_FRONTEND=noninteractive\n" +
-				"apt-get -q -y -o Dpkg::Use-Pty=0 install --no-install-recommends sshfs </dev/null || " +
-				"{ apt-get -q update </dev/null && apt-get -q -y -o Dpkg::Use-Pty=0 install --no-install-recommends sshfs </dev/null; }",
+			Name:   "Installing sshfs for shared folders",
+			Check:  "command -v sshfs >/dev/null",
+			Script: installSSHFS,
 		})
 	}
 	for _, s := range opts.Steps {
@@ -117,6 +115,19 @@ fi`,
 	}
 	return steps, nil
 }
+
+// installSSHFS installs sshfs. fuse3 asks for a new initramfs, which takes
+// minutes under software emulation and is of no use here (the root
+// filesystem is not on FUSE; the next kernel update rebuilds it anyway),
+// so initramfs updates are paused for the install and restored after.
+const installSSHFS = `export DEBIAN_FRONTEND=noninteractive
+conf=/etc/initramfs-tools/update-initramfs.conf
+if [ -f "$conf" ] && grep -q '^update_initramfs=yes' "$conf"; then
+  sed -i 's/^update_initramfs=yes/update_initramfs=no/' "$conf"
+  trap 'sed -i "s/^update_initramfs=no/update_initramfs=yes/" "$conf"' EXIT
+fi
+apt_get() { apt-get -o Dpkg::Use-Pty=0 -q -y "$@" </dev/null; }
+apt_get install --no-install-recommends sshfs || { apt_get update && apt_get install --no-install-recommends sshfs; }`
 
 // Stamp identifies a plan: a guest stamped with it needs no provisioning.
 func Stamp(steps []Step) string {

@@ -178,3 +178,34 @@ func TestPlanOrderAndEngineSource(t *testing.T) {
 		t.Error("stamp does not change with the plan")
 	}
 }
+
+func TestSSHFSStepPausesInitramfsAndRestoresIt(t *testing.T) {
+	steps, _ := Plan(Options{User: "dev", DockerSource: "distro", SharedFolders: true})
+	sshfs := steps[len(steps)-1]
+	if !strings.Contains(sshfs.Name, "sshfs") {
+		t.Fatalf("last step = %q", sshfs.Name)
+	}
+	// Run it against a fake conf and a fake apt-get: the conf must say
+	// "no" while apt runs and "yes" again afterwards.
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "update-initramfs.conf")
+	os.WriteFile(conf, []byte("update_initramfs=yes\nbackup_initramfs=no\n"), 0o644)
+	seen := filepath.Join(dir, "seen")
+	bin := t.TempDir()
+	os.WriteFile(filepath.Join(bin, "apt-get"), []byte("#!/bin/sh\ncat "+conf+" > "+seen+"\n"), 0o755)
+	script := strings.ReplaceAll(sshfs.Script, "/etc/initramfs-tools/update-initramfs.conf", conf)
+	r := newShellRunner(t)
+	r.env = append(r.env, "PATH="+bin+":"+os.Getenv("PATH"))
+	if code, err := r.Run(context.Background(), "bash -e", strings.NewReader(script), io.Discard, io.Discard); code != 0 || err != nil {
+		t.Fatalf("exit %d, %v", code, err)
+	}
+	during, _ := os.ReadFile(seen)
+	after, _ := os.ReadFile(conf)
+	if !strings.HasPrefix(string(during), "update_initramfs=no\n") || string(after) != "update_initramfs=yes\nbackup_initramfs=no\n" {
+		t.Errorf("during apt: %q; after: %q", during, after)
+	}
+	without, _ := Plan(Options{User: "dev", DockerSource: "distro"})
+	if len(without) != len(steps)-1 {
+		t.Error("sshfs installed without shared folders")
+	}
+}
