@@ -73,13 +73,27 @@ func (in *Instance) dialAgent(ctx context.Context) (*sshutil.Client, error) {
 	return sshutil.DialProxy(dctx, in.AgentSocket(), kp.Public)
 }
 
-// StartAgent starts the agent detached unless one already answers, and
-// waits until it serves (shared folders mounted) or fails.
+// agentConfigFile records what the running agent serves, so a changed
+// devbox.yaml (mounts, forwards) gets a fresh agent on the next up.
+func (in *Instance) agentConfigFile() string { return filepath.Join(in.Dir(), "agent.config") }
+
+// agentConfig is the part of the config the agent serves, as one line.
+func (in *Instance) agentConfig() string {
+	return fmt.Sprintf("mounts=%v forwards=%v\n", in.Cfg.Mounts, in.Cfg.Forwards)
+}
+
+// StartAgent starts the agent detached unless one already answers with
+// the current mounts and forwards, and waits until it serves (shared
+// folders mounted) or fails.
 func (in *Instance) StartAgent(ctx context.Context) error {
 	if in.Agent(ctx).Running {
-		return nil
+		served, _ := os.ReadFile(in.agentConfigFile())
+		if string(served) == in.agentConfig() {
+			return nil
+		}
+		in.Status.Infof("mounts or forwards changed in %s: restarting the agent", in.Cfg.File)
 	}
-	in.StopAgent() // a stale or hung one
+	in.StopAgent() // a stale, hung or outdated one
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("start agent: %w", err)
@@ -126,7 +140,7 @@ func (in *Instance) StartAgent(ctx context.Context) error {
 // sockets and pid file. A missing agent is fine.
 func (in *Instance) StopAgent() {
 	defer func() {
-		for _, f := range []string{agent.PIDFile, agent.ReadyFile, agent.ControlSocket, agent.DockerSocket} {
+		for _, f := range []string{agent.PIDFile, agent.ReadyFile, agent.ControlSocket, agent.DockerSocket, "agent.config"} {
 			os.Remove(filepath.Join(in.Dir(), f))
 		}
 	}()
@@ -157,6 +171,9 @@ func (in *Instance) ServeAgent(ctx context.Context) error {
 	}
 	in.Close() // libvirt is not needed any more
 	if err := os.WriteFile(in.agentPIDFile(), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(in.agentConfigFile(), []byte(in.agentConfig()), 0o600); err != nil {
 		return err
 	}
 	a := &agent.Agent{Dir: in.Dir(), Target: t, Mounts: in.Cfg.Mounts, Forwards: in.Cfg.Forwards, Log: newAgentLogger()}

@@ -201,6 +201,33 @@ func testProxy(t *testing.T, e *env, busybox string) {
 			t.Errorf("docker after agent restart: %q", out)
 		}
 	})
+	t.Run("up restarts the agent when forwards change", func(t *testing.T) {
+		cfgPath := filepath.Join(e.project, "devbox.yaml")
+		orig, _ := os.ReadFile(cfgPath)
+		defer func() {
+			os.WriteFile(cfgPath, orig, 0o644)
+			e.ok(5*time.Minute, "up")
+		}()
+		sshPort := freePort(t)
+		changed := strings.Replace(string(orig), "forwards:\n", fmt.Sprintf("forwards:\n  - host: 127.0.0.1:%d\n    guest: 22\n", sshPort), 1)
+		os.WriteFile(cfgPath, []byte(changed), 0o644)
+		r := e.ok(5*time.Minute, "up")
+		contains(t, "up", r.stderr, "restarting the agent")
+		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", sshPort), 10*time.Second)
+		if err != nil {
+			t.Fatalf("new forward: %v", err)
+		}
+		defer conn.Close()
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		banner := make([]byte, 8)
+		if _, err := io.ReadFull(conn, banner); err != nil || string(banner) != "SSH-2.0-" {
+			t.Errorf("new forward to the guest's port 22 read %q, %v", banner, err)
+		}
+		r = e.ok(time.Minute, "up")
+		if strings.Contains(r.stderr, "restarting the agent") {
+			t.Errorf("unchanged config restarted the agent:\n%s", r)
+		}
+	})
 	t.Run("the agent reconnects by itself after a guest reboot", func(t *testing.T) {
 		pid, _ := os.ReadFile(filepath.Join(e.home, "instances", "life", "agent.pid"))
 		logPath := filepath.Join(e.home, "instances", "life", "agent.log")
