@@ -51,14 +51,12 @@ type Agent struct {
 	mu      sync.Mutex
 	client  *sshutil.Client
 	changed chan struct{} // closed and replaced whenever client changes
-	mounted map[string]bool
 }
 
 // Run serves until ctx ends. It returns an error only when it cannot
 // start (a socket it cannot create); a lost guest is retried for ever.
 func (a *Agent) Run(ctx context.Context) error {
 	a.changed = make(chan struct{})
-	a.mounted = map[string]bool{}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -282,8 +280,6 @@ func (a *Agent) serveMounts(ctx context.Context, c *sshutil.Client) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.setMounted(m.Host, true)
-			defer a.setMounted(m.Host, false)
 			a.Log.Printf("serving %s to the guest (%s)", m.Host, m.Mode)
 			if err := ServeMount(ctx, c, m, uid, gid); err != nil && ctx.Err() == nil {
 				a.Log.Printf("mount %s: %v", m.Host, err)
@@ -333,12 +329,6 @@ func ServeMount(ctx context.Context, c *sshutil.Client, m config.Mount, uid, gid
 		return fmt.Errorf("sshfs in the guest ended (exit %d): %w", code, err)
 	}
 	return serveErr
-}
-
-func (a *Agent) setMounted(path string, on bool) {
-	a.mu.Lock()
-	a.mounted[path] = on
-	a.mu.Unlock()
 }
 
 // waitMounted waits (bounded) until the guest sees every shared folder
