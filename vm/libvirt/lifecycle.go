@@ -267,24 +267,13 @@ func (d *Driver) Delete(ctx context.Context, name string) error {
 
 // deleteVolumes removes an instance's own volumes, if present.
 func (d *Driver) deleteVolumes(name string) error {
-	pool, err := d.l.StoragePoolLookupByName(PoolName)
+	vols, err := d.instanceVolumes(name)
 	if err != nil {
-		if isCode(err, golibvirt.ErrNoStoragePool) {
-			return nil
-		}
-		return fmt.Errorf("look up storage pool %s: %w", PoolName, err)
+		return err
 	}
-	_ = d.l.StoragePoolRefresh(pool, 0)
-	for _, v := range []string{diskVolume(name), seedVolume(name)} {
-		vol, err := d.l.StorageVolLookupByName(pool, v)
-		if isCode(err, golibvirt.ErrNoStorageVol) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("look up volume %s: %w", v, err)
-		}
+	for _, vol := range vols {
 		if err := d.l.StorageVolDelete(vol, 0); err != nil {
-			return fmt.Errorf("delete volume %s: %w", v, err)
+			return fmt.Errorf("delete volume %s: %w", vol.Name, err)
 		}
 	}
 	return nil
@@ -293,21 +282,36 @@ func (d *Driver) deleteVolumes(name string) error {
 // Volumes lists the names of an instance's own volumes that exist in the
 // pool (for checks that nothing was left behind).
 func (d *Driver) Volumes(name string) ([]string, error) {
+	vols, err := d.instanceVolumes(name)
+	var names []string
+	for _, vol := range vols {
+		names = append(names, vol.Name)
+	}
+	return names, err
+}
+
+// instanceVolumes finds the instance's disk and seed volumes that exist.
+func (d *Driver) instanceVolumes(name string) ([]golibvirt.StorageVol, error) {
 	pool, err := d.l.StoragePoolLookupByName(PoolName)
 	if err != nil {
 		if isCode(err, golibvirt.ErrNoStoragePool) {
 			return nil, nil
 		}
-		return nil, err
+		return nil, fmt.Errorf("look up storage pool %s: %w", PoolName, err)
 	}
 	_ = d.l.StoragePoolRefresh(pool, 0)
-	var out []string
+	var vols []golibvirt.StorageVol
 	for _, v := range []string{diskVolume(name), seedVolume(name)} {
-		if _, err := d.l.StorageVolLookupByName(pool, v); err == nil {
-			out = append(out, v)
+		vol, err := d.l.StorageVolLookupByName(pool, v)
+		if isCode(err, golibvirt.ErrNoStorageVol) {
+			continue
 		}
+		if err != nil {
+			return nil, fmt.Errorf("look up volume %s: %w", v, err)
+		}
+		vols = append(vols, vol)
 	}
-	return out, nil
+	return vols, nil
 }
 
 // portFree reports whether port can be bound on 127.0.0.1 now.
