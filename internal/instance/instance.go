@@ -210,11 +210,7 @@ func (in *Instance) Halt(ctx context.Context, force bool, timeout time.Duration)
 func (in *Instance) poweroffOverSSH(ctx context.Context, info vm.Info) bool {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	t, err := in.target(info)
-	if err != nil {
-		return false
-	}
-	c, err := sshutil.Dial(dctx, t)
+	c, err := in.dial(dctx, info)
 	if err != nil {
 		return false
 	}

@@ -21,14 +21,14 @@ type proxyFigures struct {
 	smallWriteShared, smallWriteVM time.Duration // 2,000 small files
 }
 
-func benchProxy(b *testing.B, e *env, st status) proxyFigures {
+func benchProxy(b *testing.B, e *env, st status, sshArgs []string) proxyFigures {
 	var f proxyFigures
 	f.run = median(15, func() { e.ok(time.Minute, "run", "true") })
-	f.newSSH = median(15, func() { openSSHTrue(b, e, st) })
+	f.newSSH = median(15, func() { openSSHTrue(b, st, sshArgs) })
 
 	// A reused OpenSSH ControlMaster channel: the baseline devbox run aims at.
 	ctl := filepath.Join(b.TempDir(), "ctl")
-	master := exec.Command("ssh", append(openSSHArgs(b, e, st), "-o", "ControlMaster=yes", "-o", "ControlPath="+ctl, "-N", st.User+"@127.0.0.1")...)
+	master := exec.Command("ssh", append(append([]string{}, sshArgs...), "-o", "ControlMaster=yes", "-o", "ControlPath="+ctl, "-N", st.User+"@127.0.0.1")...)
 	if err := master.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func benchProxy(b *testing.B, e *env, st status) proxyFigures {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	f.controlMaster = median(15, func() { openSSHTrue(b, e, st, "-o", "ControlPath="+ctl) })
+	f.controlMaster = median(15, func() { openSSHTrue(b, st, sshArgs, "-o", "ControlPath="+ctl) })
 
 	sock := filepath.Join(e.home, "instances", st.Name, "docker.sock")
 	f.dockerHost = median(9, func() {

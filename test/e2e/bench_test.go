@@ -28,8 +28,9 @@ func BenchmarkDevbox(b *testing.B) {
 	cold := timed(func() { e.ok(20*time.Minute, "up") })
 	st := e.status()
 	devboxSSH := median(15, func() { e.ok(time.Minute, "ssh", "--", "true") })
-	openSSH := median(15, func() { openSSHTrue(b, e, st) })
-	proxy := benchProxy(b, e, st)
+	sshArgs := openSSHArgs(b, e, st)
+	openSSH := median(15, func() { openSSHTrue(b, st, sshArgs) })
+	proxy := benchProxy(b, e, st, sshArgs)
 	halt := timed(func() { e.ok(5*time.Minute, "halt") })
 	warm := timed(func() { e.ok(10*time.Minute, "up") })
 	b.StopTimer()
@@ -70,12 +71,12 @@ func openSSHArgs(b *testing.B, e *env, st status) []string {
 		"-o", "BatchMode=yes", "-p", fmt.Sprint(st.SSHPort)}
 }
 
-// openSSHTrue runs `ssh … true` with the instance's key and pinned host key.
-func openSSHTrue(b *testing.B, e *env, st status, extra ...string) {
+// openSSHTrue runs `ssh … true` with sshArgs (from openSSHArgs, made once
+// outside the timed loop) and extra options.
+func openSSHTrue(b *testing.B, st status, sshArgs []string, extra ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	args := append(openSSHArgs(b, e, st), extra...)
-	args = append(args, st.User+"@127.0.0.1", "true")
+	args := append(append(append([]string{}, sshArgs...), extra...), st.User+"@127.0.0.1", "true")
 	out, err := exec.CommandContext(ctx, "ssh", args...).CombinedOutput()
 	if err != nil {
 		b.Fatalf("openssh: %v\n%s", err, out)
