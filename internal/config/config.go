@@ -209,10 +209,11 @@ func (c *Config) applyDefaults() {
 		if m.Mode == "" {
 			m.Mode = "rw"
 		}
+		// Not filepath.Join: it would clean "link/.." lexically before
+		// validation resolves symlinks (see ResolvePath).
 		if m.Host != "" && !filepath.IsAbs(m.Host) {
-			m.Host = filepath.Join(c.Dir, m.Host)
+			m.Host = c.Dir + string(filepath.Separator) + m.Host
 		}
-		m.Host = filepath.Clean(m.Host)
 	}
 	for i := range c.Forwards {
 		f := &c.Forwards[i]

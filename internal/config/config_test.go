@@ -234,12 +234,65 @@ forwards:
 		t.Fatal("accepted")
 	}
 	for _, want := range []string{
-		"mounts[0].host: /nonexistent/folder does not exist", "mounts[1].host: /etc would hide", "mounts[2].host: the whole filesystem",
+		"mounts[0].host: /nonexistent/folder does not exist", "mounts[1].host: /etc: is inside the system folder /etc", "mounts[2].host: /: the whole filesystem",
 		"mounts[3].host: " + file + " is not a folder", "mounts[4].mode:", "mounts[5].host: " + filepath.Join(dir, "sub") + " overlaps mounts[4]",
 		"forwards[0].host:", "forwards[1].guest:", "forwards[2].host: port 8080 is already forwarded by forwards[1]", "forwards[2].proto:",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+}
+
+// A symlink in the project (which the VM can write) is followed before the
+// mount is checked: it cannot widen the share to /, the home folder, /tmp
+// or a system folder, and a link to an ordinary folder shares that folder
+// under its real path.
+func TestMountsAreResolvedBeforeTheyAreChecked(t *testing.T) {
+	dir := projectDir(t)
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Skip("no home folder")
+	}
+	other := t.TempDir()
+	for link, target := range map[string]string{"to-root": "/", "to-home": home, "to-tmp": "/tmp", "to-etc": "/etc/ssh", "to-other": other} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	yaml := `box: x.qcow2
+mounts:
+  - {host: to-root}
+  - {host: to-home}
+  - {host: to-tmp}
+  - {host: to-etc/..}
+  - {host: ./to-etc}
+`
+	_, err = Parse(strings.NewReader(yaml), filepath.Join(dir, "devbox.yaml"))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		"mounts[0].host: " + filepath.Join(dir, "to-root") + " (really /): the whole filesystem",
+		"mounts[1].host: " + filepath.Join(dir, "to-home") + " (really " + home + "): is your home folder",
+		"mounts[2].host: " + filepath.Join(dir, "to-tmp") + " (really /tmp): /tmp cannot be shared as a whole",
+		"mounts[3].host: " + dir + "/to-etc/.. (really /etc): is inside the system folder /etc",
+		"mounts[4].host: " + dir + "/./to-etc (really /etc/ssh): is inside the system folder /etc",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+
+	c, err := Parse(strings.NewReader("box: x.qcow2\nmounts:\n  - {host: to-other}\n"), filepath.Join(dir, "devbox.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	real, _ := filepath.EvalSymlinks(other)
+	if c.Mounts[0].Host != real {
+		t.Errorf("mount host = %s, want the resolved %s", c.Mounts[0].Host, real)
+	}
+	if _, ok := c.MountFor(filepath.Join(real, "sub")); !ok {
+		t.Error("MountFor does not match a path inside the resolved folder")
 	}
 }

@@ -16,8 +16,73 @@ func within(path, dir string) bool {
 	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
 }
 
+// hostSystemPaths may not be shared, nor anything inside them: the guest
+// could read or plant files the host trusts.
+var hostSystemPaths = []string{"/etc", "/usr", "/var", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+	"/boot", "/proc", "/sys", "/dev", "/root", "/run", "/System", "/Library", "/private/etc", "/private/var"}
+
+// hostWholePaths may not be shared as a whole (a project inside is fine).
+var hostWholePaths = []string{"/tmp", "/private/tmp", "/home", "/Users", "/opt", "/srv", "/mnt", "/media", "/Volumes"}
+
+// ResolvePath makes p absolute and resolves every symlink and ".." in it,
+// so checks apply to the folder the host really serves. The part of p that
+// does not exist yet is kept as written.
+func ResolvePath(p string) (string, error) {
+	// Not filepath.Abs or Clean: they would take "link/.." lexically,
+	// where the file system goes to the parent of the link's target.
+	if !filepath.IsAbs(p) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", err
+		}
+		p = wd + string(filepath.Separator) + p
+	}
+	rest := ""
+	for {
+		r, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			return filepath.Join(r, rest), nil
+		}
+		if !os.IsNotExist(err) {
+			return "", err
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return filepath.Join(p, rest), nil
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+		p = parent
+	}
+}
+
+// refusedShare says why the resolved host folder path must not be shared
+// with the VM, or "" when it may be.
+func refusedShare(path string) string {
+	if path == "/" {
+		return "the whole filesystem cannot be shared; name a folder"
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		if h, err := ResolvePath(home); err == nil && path == h {
+			return "is your home folder: share a project folder inside it instead"
+		}
+	}
+	for _, sys := range hostSystemPaths {
+		if within(path, sys) {
+			return fmt.Sprintf("is inside the system folder %s, which the VM must not reach; share a project folder", sys)
+		}
+	}
+	for _, whole := range hostWholePaths {
+		if path == whole {
+			return fmt.Sprintf("%s cannot be shared as a whole; share a folder inside it", whole)
+		}
+	}
+	return ""
+}
+
 func (c *Config) validateMounts(bad func(field, format string, a ...any)) {
-	for i, m := range c.Mounts {
+	var checked []int // mounts that passed, for the overlap check
+	for i := range c.Mounts {
+		m := &c.Mounts[i]
 		p := fmt.Sprintf("mounts[%d]", i)
 		if m.Mode != "rw" && m.Mode != "ro" {
 			bad(p+".mode", "%q must be rw or ro", m.Mode)
@@ -26,26 +91,52 @@ func (c *Config) validateMounts(bad func(field, format string, a ...any)) {
 			bad(p+".host", "is required: a folder to share")
 			continue
 		}
-		if m.Host == "/" {
-			bad(p+".host", "the whole filesystem cannot be shared; name a folder")
+		// Checks apply to where symlinks and ".." really lead: a link in
+		// the project (which the VM can write) must not widen the share.
+		resolved, err := ResolvePath(m.Host)
+		if err != nil {
+			bad(p+".host", "%s: %v", m.Host, err)
+			continue
+		}
+		shown := m.Host
+		if resolved != m.Host {
+			shown = fmt.Sprintf("%s (really %s)", m.Host, resolved)
+		}
+		m.Host = resolved
+		if why := refusedShare(resolved); why != "" {
+			bad(p+".host", "%s: %s", shown, why)
 			continue
 		}
 		for _, sys := range guestSystemPaths {
 			if within(m.Host, sys) {
-				bad(p+".host", "%s would hide the VM's own %s; share a folder elsewhere", m.Host, sys)
+				bad(p+".host", "%s would hide the VM's own %s; share a folder elsewhere", shown, sys)
 			}
 		}
 		if st, err := os.Stat(m.Host); err != nil {
-			bad(p+".host", "%s does not exist (hint: create it or fix the path)", m.Host)
+			bad(p+".host", "%s does not exist (hint: create it or fix the path)", shown)
+			continue
 		} else if !st.IsDir() {
-			bad(p+".host", "%s is not a folder", m.Host)
+			bad(p+".host", "%s is not a folder", shown)
+			continue
 		}
-		for j, other := range c.Mounts[:i] {
-			if within(m.Host, other.Host) || within(other.Host, m.Host) {
-				bad(p+".host", "%s overlaps mounts[%d] (%s); share one or the other", m.Host, j, other.Host)
+		for _, j := range checked {
+			if other := c.Mounts[j]; within(m.Host, other.Host) || within(other.Host, m.Host) {
+				bad(p+".host", "%s overlaps mounts[%d] (%s); share one or the other", shown, j, other.Host)
 			}
 		}
+		checked = append(checked, i)
 	}
+}
+
+// IsLoopback reports whether a forward's host address listens on loopback
+// only.
+func (f Forward) IsLoopback() bool {
+	host, _, err := net.SplitHostPort(f.Host)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (c *Config) validateForwards(bad func(field, format string, a ...any)) {
