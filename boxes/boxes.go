@@ -41,6 +41,10 @@ var (
 	// ErrNotDiskImage is wrapped by errors about a file that is clearly
 	// not a disk image (an HTML page, a text file, an archive...).
 	ErrNotDiskImage = errors.New("not a disk image")
+	// ErrRefused is wrapped by errors about a qcow2 box that is not
+	// self-contained (its header names a backing file or an external
+	// data file) or whose header cannot be judged.
+	ErrRefused = errors.New("refused")
 )
 
 // Resolve turns source into a Box.
@@ -53,6 +57,10 @@ var (
 // returned without any network access when it exists; otherwise the URL is
 // downloaded to a temporary file in CacheDir, verified, and renamed into
 // place. On any failure (including ctx cancellation) nothing is left behind.
+//
+// A qcow2 box must be self-contained: one whose header names a backing
+// file or an external data file, or cannot be parsed, is refused with an
+// error wrapping ErrRefused; a refused download is not cached.
 //
 // wantSHA256 is hex, case-insensitive, with an optional "sha256:" prefix.
 func Resolve(ctx context.Context, source, wantSHA256 string, opts Options) (Box, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io/fs"
@@ -24,11 +25,36 @@ func sum(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+// fakeQcow2 is a clean, self-contained qcow2 image (as far as its header
+// goes) followed by a non-trivial payload.
 func fakeQcow2() []byte {
-	b := make([]byte, 4096)
-	copy(b, "QFI\xfb\x00\x00\x00\x03")
-	for i := 8; i < len(b); i++ {
+	b := qcow2Header(3, "", 0)
+	for i := 512; i < len(b); i++ {
 		b[i] = byte(i)
+	}
+	return b
+}
+
+// qcow2Header builds a 4 KiB image with a qcow2 header of version, 512-byte
+// clusters (so that the header area ends at 512), a 64 MiB virtual size,
+// a backing file name (at offset 1024) if backing is set, and v3
+// incompatible feature bits.
+func qcow2Header(version uint32, backing string, incompat uint64) []byte {
+	b := make([]byte, 4096)
+	be := binary.BigEndian
+	copy(b, "QFI\xfb")
+	be.PutUint32(b[4:], version)
+	if backing != "" {
+		be.PutUint64(b[8:], 1024)
+		be.PutUint32(b[16:], uint32(len(backing)))
+		copy(b[1024:], backing)
+	}
+	be.PutUint32(b[20:], 9)
+	be.PutUint64(b[24:], 64<<20)
+	if version == 3 {
+		be.PutUint64(b[72:], incompat)
+		be.PutUint32(b[96:], 4)
+		be.PutUint32(b[100:], 104)
 	}
 	return b
 }

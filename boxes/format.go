@@ -6,13 +6,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/devbox-vm/devbox/boxes/qcow2"
 )
 
 // headerSize is how much of a file format detection looks at; it is also
 // the smallest size accepted as a disk image (one sector).
 const headerSize = 512
 
-var qcow2Magic = []byte("QFI\xfb")
+var qcow2Magic = []byte(qcow2.Magic)
 
 // notImage lists signatures of files commonly mistaken for disk images.
 var notImage = []struct {
@@ -82,4 +84,32 @@ func preview(b []byte) []byte {
 		return b[:16]
 	}
 	return b
+}
+
+// checkSelfContained refuses a qcow2 image whose header names a backing
+// file or an external data file, or that cannot be parsed. libvirt runs
+// as root and opens every file in a disk's backing chain: a box naming
+// /etc/shadow as its backing file would hand that file to the guest.
+// what names the box in errors.
+func checkSelfContained(path, what string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("box %q: %w", what, err)
+	}
+	defer f.Close()
+	h, err := qcow2.Read(f)
+	if err == nil {
+		err = h.Check()
+	}
+	var ext *qcow2.ExternalFileError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ext):
+		return fmt.Errorf("box %q: %w: %w; a box must be self-contained (hint: qemu-img convert -O qcow2 it into a standalone image)", what, ErrRefused, err)
+	case errors.Is(err, qcow2.ErrMalformed), errors.Is(err, qcow2.ErrUnsupported):
+		return fmt.Errorf("box %q: %w: %w (hint: see what qemu-img info says about it; qemu-img convert -O qcow2 rewrites a usable image as a standalone one)", what, ErrRefused, err)
+	default:
+		return fmt.Errorf("box %q: %w", what, err)
+	}
 }

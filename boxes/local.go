@@ -45,6 +45,11 @@ func resolveLocal(ctx context.Context, path, want string, opts Options) (Box, er
 	if err != nil {
 		return Box{}, fmt.Errorf(`box: %w (hint: check "box" in devbox.yaml)`, err)
 	}
+	if format == "qcow2" {
+		if err := checkSelfContained(abs, abs); err != nil {
+			return Box{}, err
+		}
+	}
 
 	sum := lookupRecord(opts.CacheDir, abs, fi)
 	if sum == "" {
