@@ -56,7 +56,9 @@ var (
 // An http:// or https:// URL requires wantSHA256. CacheDir/<sha256>.img is
 // returned without any network access when it exists; otherwise the URL is
 // downloaded to a temporary file in CacheDir, verified, and renamed into
-// place. On any failure (including ctx cancellation) nothing is left behind.
+// place. On any failure (including ctx cancellation) nothing is left behind,
+// and temporary files of downloads that were killed are removed by the
+// next download into CacheDir.
 //
 // A qcow2 box must be self-contained: one whose header names a backing
 // file or an external data file, or cannot be parsed, is refused with an

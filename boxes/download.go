@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // tempPattern names in-progress downloads in CacheDir.
@@ -48,6 +50,7 @@ func resolveURL(ctx context.Context, rawURL, want string, opts Options) (Box, er
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Box{}, fmt.Errorf("box cache %q: %w", dir, err)
 	}
+	sweepTemps(dir)
 	return download(ctx, rawURL, dir, final, want, opts)
 }
 
@@ -74,10 +77,12 @@ func download(ctx context.Context, rawURL, dir, final, want string, opts Options
 		return Box{}, fmt.Errorf(`download %q: HTTP %s (hint: check "box" in devbox.yaml)`, rawURL, resp.Status)
 	}
 
-	tmp, err := os.CreateTemp(dir, tempPattern)
+	tmp, err := createTemp(dir)
 	if err != nil {
 		return Box{}, fmt.Errorf("box cache %q: %w", dir, err)
 	}
+	// Closing drops the lock, so it comes last: after the rename, or after
+	// the removal on failure.
 	defer tmp.Close()
 	defer func() {
 		if err != nil {
@@ -126,6 +131,75 @@ func download(ctx context.Context, rawURL, dir, final, want string, opts Options
 		return Box{}, fmt.Errorf("box cache %q: %w", final, err)
 	}
 	return Box{Path: final, SHA256: want, Format: format, Size: n}, nil
+}
+
+// createTemp creates a temporary download file in dir and holds a flock
+// on it until it is closed, which marks it as live for sweepTemps in this
+// or another process.
+func createTemp(dir string) (*os.File, error) {
+	for {
+		f, err := os.CreateTemp(dir, tempPattern)
+		if err != nil {
+			return nil, err
+		}
+		// Without flock support (some network file systems) the download
+		// goes on unlocked: a sweep cannot lock it either, so leaves it.
+		_ = flock(f, unix.LOCK_EX)
+		// A sweep may have removed the file before it was locked: then
+		// this one is unlinked and a new one is needed.
+		if samePath(f, f.Name()) {
+			return f, nil
+		}
+		f.Close()
+	}
+}
+
+// sweepTemps removes temporary downloads left in dir by downloads that
+// died (kill -9, power loss, a full disk). A live download holds a flock
+// on its file until it is renamed or removed, so a file whose lock can be
+// taken is stale, however young. Failures are ignored: sweeping only
+// reclaims disk space.
+func sweepTemps(dir string) {
+	paths, _ := filepath.Glob(filepath.Join(dir, tempPattern))
+	for _, p := range paths {
+		sweepTemp(p)
+	}
+}
+
+// sweepTemp removes the temporary download at path unless it is locked.
+func sweepTemp(path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if flock(f, unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return // a live download, or no flock here: leave it
+	}
+	// Remove only the file that was locked, not one put at path since.
+	if samePath(f, path) {
+		os.Remove(path)
+	}
+}
+
+// flock applies how (unix.LOCK_*) to f, retrying when interrupted.
+func flock(f *os.File, how int) error {
+	for {
+		err := unix.Flock(int(f.Fd()), how)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// samePath reports whether path still names the open file f.
+func samePath(f *os.File, path string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(path)
+	return err == nil && os.SameFile(a, b)
 }
 
 // progressInterval bounds how often progress lines are written.

@@ -6,8 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestResolveRefusesQcow2 checks that a qcow2 box naming a file outside
@@ -105,5 +108,110 @@ func TestResolveQemuImgBoxes(t *testing.T) {
 	assertContains(t, err, "refused", secret)
 	if names := listDir(t, cache); len(names) != 0 {
 		t.Errorf("refused download left %q in the cache", names)
+	}
+}
+
+// lockFile opens path and holds an exclusive flock on it, as a live
+// download does, until the test ends.
+func lockFile(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDownloadSweepsStaleTemps: a temporary download nobody holds (its
+// devbox was killed) is removed by the next download; one held by a live
+// download is not, nor are other files.
+func TestDownloadSweepsStaleTemps(t *testing.T) {
+	cache := t.TempDir()
+	stale := write(t, cache, ".download-111.tmp", []byte("cut short"))
+	live := write(t, cache, ".download-222.tmp", []byte("in progress"))
+	other := write(t, cache, "notes.tmp", []byte("not ours"))
+	lockFile(t, live)
+
+	body := fakeQcow2()
+	srv := newServer(t, serveBytes(body))
+	if _, err := Resolve(t.Context(), srv.URL+"/box.img", sum(body), Options{CacheDir: cache, Client: srv.Client()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale temp file: %v, want it removed", err)
+	}
+	for _, p := range []string{live, other} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s: %v, want it kept", filepath.Base(p), err)
+		}
+	}
+}
+
+// TestConcurrentDownloads: a download into the cache does not sweep the
+// temporary file of another one still in progress.
+func TestConcurrentDownloads(t *testing.T) {
+	cache := t.TempDir()
+	slow := fakeQcow2()
+	slow[len(slow)-1] = 'S'
+	release := make(chan struct{})
+	srvSlow := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(slow)))
+		w.Write(slow[:1024])
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		w.Write(slow[1024:])
+	})
+	started := &signalWriter{ch: make(chan struct{})}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := Resolve(t.Context(), srvSlow.URL+"/box.img", sum(slow), Options{CacheDir: cache, Client: srvSlow.Client(), Progress: started})
+		errc <- err
+	}()
+	select {
+	case <-started.ch: // its temp file exists and is locked
+	case err := <-errc:
+		t.Fatalf("slow download returned before it started: %v", err)
+	}
+
+	fast := fakeQcow2()
+	srvFast := newServer(t, serveBytes(fast))
+	if _, err := Resolve(t.Context(), srvFast.URL+"/box.img", sum(fast), Options{CacheDir: cache, Client: srvFast.Client()}); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-errc; err != nil {
+		t.Fatalf("slow download: %v", err)
+	}
+	for _, b := range [][]byte{slow, fast} {
+		if _, err := os.Stat(filepath.Join(cache, sum(b)+".img")); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestCreateTempLocks: createTemp's lock keeps its file from being swept
+// until the file is closed.
+func TestCreateTempLocks(t *testing.T) {
+	dir := t.TempDir()
+	f, err := createTemp(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sweepTemps(dir)
+	if _, err := os.Stat(f.Name()); err != nil {
+		t.Errorf("sweep removed a locked temp file: %v", err)
+	}
+	f.Close() // the download died
+	sweepTemps(dir)
+	if names := listDir(t, dir); len(names) != 0 {
+		t.Errorf("after sweep: %q, want nothing", names)
 	}
 }
