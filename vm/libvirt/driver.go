@@ -3,11 +3,11 @@ package libvirt
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"strings"
@@ -15,6 +15,7 @@ import (
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 
+	"github.com/devbox-vm/devbox/boxes/qcow2"
 	"github.com/devbox-vm/devbox/templates"
 	"github.com/devbox-vm/devbox/vm"
 )
@@ -30,7 +31,7 @@ const MetadataNS = "https://github.com/devbox-vm/devbox/xmlns/instance/1"
 
 // Driver is vm.Driver over one libvirt connection.
 type Driver struct {
-	l     *golibvirt.Libvirt
+	l     api
 	uri   *url.URL
 	local bool
 	// pollEvery is how often state is polled while waiting.
@@ -90,7 +91,9 @@ func diskVolume(name string) string { return name + ".qcow2" }
 func seedVolume(name string) string { return name + "-seed.iso" }
 func baseVolume(sha string) string  { return "devbox-base-" + sha[:16] }
 
-// Create implements vm.Driver.
+// Create implements vm.Driver. A box whose qcow2 header names a backing
+// file or an external data file is refused before anything is made or
+// uploaded.
 func (d *Driver) Create(ctx context.Context, spec vm.Spec, progress vm.Progress) (err error) {
 	if progress == nil {
 		progress = func(string, ...any) {}
@@ -98,7 +101,7 @@ func (d *Driver) Create(ctx context.Context, spec vm.Spec, progress vm.Progress)
 	if _, lerr := d.l.DomainLookupByName(spec.Name); lerr == nil {
 		return fmt.Errorf("create instance %q: domain %s already exists", spec.Instance, spec.Name)
 	}
-	virtual, err := imageVirtualSize(spec.BoxPath, spec.BoxFormat)
+	virtual, err := inspectBox(spec.BoxPath, spec.BoxFormat)
 	if err != nil {
 		return err
 	}
@@ -265,6 +268,10 @@ func (d *Driver) ensureBase(ctx context.Context, pool golibvirt.StoragePool, spe
 		return vol, fmt.Errorf("open box %s: %w", spec.BoxPath, err)
 	}
 	defer f.Close()
+	// Checked on the very file that is uploaded, whatever the caller did.
+	if _, err := checkBox(f, spec.BoxPath); err != nil {
+		return vol, err
+	}
 	vol, err = d.l.StorageVolCreateXML(pool, plainVolumeXML(name, 0), 0)
 	if err != nil {
 		return vol, fmt.Errorf("create base volume %s: %w", name, err)
@@ -322,29 +329,60 @@ func xmlEscape(s string) string {
 	return b.String()
 }
 
-// imageVirtualSize reads the disk size a box presents to the guest: the
-// qcow2 header's size field, or a raw image's length.
-func imageVirtualSize(path, format string) (int64, error) {
+// inspectBox reads the disk size a box presents to the guest (the qcow2
+// header's size field, or a raw image's length) and refuses a box that is
+// not self-contained (see checkBox).
+func inspectBox(path, format string) (int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, fmt.Errorf("open box %s: %w", path, err)
 	}
 	defer f.Close()
+	h, err := checkBox(f, path)
+	if err != nil {
+		return 0, err
+	}
 	if format == "raw" {
 		st, err := f.Stat()
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("box %s: %w", path, err)
 		}
 		return st.Size(), nil
 	}
-	var hdr [32]byte
-	if _, err := io.ReadFull(f, hdr[:]); err != nil {
-		return 0, fmt.Errorf("read qcow2 header of box %s: %w", path, err)
-	}
-	if string(hdr[:4]) != "QFI\xfb" {
+	if h == nil {
 		return 0, fmt.Errorf("box %s is not a qcow2 image", path)
 	}
-	return int64(binary.BigEndian.Uint64(hdr[24:32])), nil
+	if h.Size > math.MaxInt64 {
+		return 0, fmt.Errorf("box %s: qcow2 virtual size %d is out of range", path, h.Size)
+	}
+	return int64(h.Size), nil
+}
+
+// checkBox refuses a box that starts like a qcow2 image, whatever format
+// the caller declared, unless its header names no file outside the image.
+// libvirt runs as root and opens (and relabels) every file in a disk's
+// backing chain: a base volume naming /etc/shadow as its backing file
+// would hand that file to the guest. It returns the parsed header, or nil
+// for a file that is not qcow2.
+func checkBox(f io.ReaderAt, path string) (*qcow2.Header, error) {
+	var magic [len(qcow2.Magic)]byte
+	if n, _ := f.ReadAt(magic[:], 0); n < len(magic) || string(magic[:]) != qcow2.Magic {
+		return nil, nil
+	}
+	h, err := qcow2.Read(f)
+	if err == nil {
+		err = h.Check()
+	}
+	var ext *qcow2.ExternalFileError
+	switch {
+	case err == nil:
+		return h, nil
+	case errors.As(err, &ext):
+		return nil, fmt.Errorf("box %s: refused: %w; a box must be self-contained (hint: qemu-img convert -O qcow2 it into a standalone image)", path, err)
+	case errors.Is(err, qcow2.ErrMalformed), errors.Is(err, qcow2.ErrUnsupported):
+		return nil, fmt.Errorf("box %s: refused: %w", path, err)
+	}
+	return nil, fmt.Errorf("box %s: %w", path, err)
 }
 
 func isCode(err error, code golibvirt.ErrorNumber) bool {

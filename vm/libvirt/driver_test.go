@@ -1,6 +1,7 @@
 package libvirt
 
 import (
+	"encoding/binary"
 	"encoding/xml"
 	"net"
 	"net/url"
@@ -98,22 +99,56 @@ func TestSocketPath(t *testing.T) {
 	}
 }
 
-func TestImageVirtualSize(t *testing.T) {
+// qcow2Box writes a 4 KiB qcow2 image of version 3 and the given virtual
+// size; backing, if set, is named as its backing file (at offset 1024).
+func qcow2Box(t *testing.T, path string, size uint64, backing string) string {
+	t.Helper()
+	b := make([]byte, 4096)
+	be := binary.BigEndian
+	copy(b, "QFI\xfb")
+	be.PutUint32(b[4:], 3)
+	if backing != "" {
+		be.PutUint64(b[8:], 1024)
+		be.PutUint32(b[16:], uint32(len(backing)))
+		copy(b[1024:], backing)
+	}
+	be.PutUint32(b[20:], 9) // 512-byte clusters: the header area ends at 512
+	be.PutUint64(b[24:], size)
+	be.PutUint32(b[96:], 4)
+	be.PutUint32(b[100:], 104)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestInspectBox(t *testing.T) {
 	dir := t.TempDir()
-	q := filepath.Join(dir, "b.qcow2")
-	hdr := make([]byte, 512)
-	copy(hdr, "QFI\xfb")
-	hdr[24+4] = 0x80 // 0x80_0000_00 = 2 GiB, big-endian at offset 24
-	os.WriteFile(q, hdr, 0o644)
-	if n, err := imageVirtualSize(q, "qcow2"); err != nil || n != 2<<30 {
+	q := qcow2Box(t, filepath.Join(dir, "b.qcow2"), 2<<30, "")
+	if n, err := inspectBox(q, "qcow2"); err != nil || n != 2<<30 {
 		t.Errorf("qcow2 size = %d, %v", n, err)
 	}
 	r := filepath.Join(dir, "b.raw")
 	os.WriteFile(r, make([]byte, 4096), 0o644)
-	if n, err := imageVirtualSize(r, "raw"); err != nil || n != 4096 {
+	if n, err := inspectBox(r, "raw"); err != nil || n != 4096 {
 		t.Errorf("raw size = %d, %v", n, err)
 	}
-	if _, err := imageVirtualSize(r, "qcow2"); err == nil {
+	if _, err := inspectBox(r, "qcow2"); err == nil {
 		t.Error("raw bytes accepted as qcow2")
+	}
+	garbled := filepath.Join(dir, "garbled.qcow2")
+	os.WriteFile(garbled, []byte("QFI\xfb\x00\x00\x00\x00"), 0o644)
+	if _, err := inspectBox(garbled, "qcow2"); err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "version 0") {
+		t.Errorf("garbled header: %v", err)
+	}
+	secret := filepath.Join(dir, "host-secret")
+	evil := qcow2Box(t, filepath.Join(dir, "evil.qcow2"), 1<<20, secret)
+	// Declared raw or qcow2: libvirt must never see the header either way.
+	for _, format := range []string{"qcow2", "raw"} {
+		_, err := inspectBox(evil, format)
+		want := "box " + evil + `: refused: its qcow2 header names a backing file "` + secret + `"; a box must be self-contained (hint: qemu-img convert -O qcow2 it into a standalone image)`
+		if err == nil || err.Error() != want {
+			t.Errorf("%s:\n got %v\nwant %s", format, err, want)
+		}
 	}
 }
