@@ -76,9 +76,20 @@ type Driver interface {
 	ResolveAccel(ctx context.Context, want string) (accel string, fellBack bool, err error)
 	// Create makes the base volume (once per box content, shared by all
 	// instances), the instance's overlay and seed volumes, and defines the
-	// instance, stopped. It returns an error wrapping nothing it created:
-	// on failure it removes what this call made. Create MUST fail when an
-	// instance of that name already exists.
+	// instance, stopped. On failure it removes what this call made (a base
+	// volume it finished uploading stays, for the next create).
+	//
+	// Create MUST fail when an instance of that name already exists. When
+	// no instance of that name exists but its own volumes do, they are the
+	// leftovers of a create of this instance that was killed before it
+	// finished: Create deletes them and goes on. It MUST refuse a box that
+	// is not self-contained (a qcow2 header naming a backing file or an
+	// external data file) before uploading anything.
+	//
+	// Callers MUST serialize Create and Delete of one instance name, and
+	// Creates that share a box (BoxSHA256), across processes (a host file
+	// lock): Create takes another create's volumes of the same name for
+	// leftovers, and a base volume still being uploaded for one cut short.
 	Create(ctx context.Context, spec Spec, progress Progress) error
 	// Start boots a stopped instance. If its SSH port is taken on the host
 	// it picks another free one. Starting a running instance is a no-op.
@@ -89,8 +100,10 @@ type Driver interface {
 	// Kill forces the instance off at once. A stopped instance is a no-op.
 	Kill(ctx context.Context, name string) error
 	// Delete stops the instance and removes its definition and its own
-	// volumes (not the shared base). Deleting a missing instance returns
-	// an error wrapping ErrNotFound.
+	// volumes (not the shared base). Volumes without a definition (a
+	// create killed midway) are removed too. Delete returns an error
+	// wrapping ErrNotFound only when neither the instance nor any of its
+	// volumes existed. Callers serialize it with Create (see there).
 	Delete(ctx context.Context, name string) error
 	// Inspect reports the instance's state from the hypervisor; a missing
 	// instance returns an error wrapping ErrNotFound.

@@ -1,14 +1,18 @@
 package libvirt
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
 
 	"github.com/devbox-vm/devbox/vm"
 )
@@ -89,5 +93,120 @@ func TestCreate(t *testing.T) {
 	}
 	if got := f.volumes(); !slices.Equal(got, want) {
 		t.Errorf("after second Create: volumes %q, want %q", got, want)
+	}
+}
+
+// leftovers returns a fake holding what a create killed between making
+// the instance's volumes and defining its domain leaves behind.
+func leftovers(spec vm.Spec) *fakeLibvirt {
+	f := newFakeLibvirt()
+	f.pool = true
+	f.vols[diskVolume(spec.Name)] = []byte("old disk")
+	f.vols[seedVolume(spec.Name)] = []byte("old seed")
+	return f
+}
+
+func TestCreateRemovesLeftovers(t *testing.T) {
+	box := qcow2Box(t, filepath.Join(t.TempDir(), "ok.qcow2"), 1<<20, "")
+	spec := boxSpec(t, box, "qcow2")
+	f := leftovers(spec)
+	var n notes
+	if err := f.driver().Create(t.Context(), spec, n.progress); err != nil {
+		t.Fatalf("Create over leftovers: %v", err)
+	}
+	if _, ok := f.domains[spec.Name]; !ok {
+		t.Error("domain not defined")
+	}
+	if got := f.vols[seedVolume(spec.Name)]; !bytes.Equal(got, spec.Seed) {
+		t.Errorf("seed volume holds %q, want the new seed", got)
+	}
+	if !slices.ContainsFunc(n, func(s string) bool { return strings.Contains(s, "left by an interrupted create") }) {
+		t.Errorf("progress %q does not tell about the leftovers", n)
+	}
+}
+
+// TestCreateKeepsVolumesWhenUnsure: a failed domain lookup says nothing
+// about whether the volumes are leftovers: they stay.
+func TestCreateKeepsVolumesWhenUnsure(t *testing.T) {
+	box := qcow2Box(t, filepath.Join(t.TempDir(), "ok.qcow2"), 1<<20, "")
+	spec := boxSpec(t, box, "qcow2")
+	f := leftovers(spec)
+	f.lookupDomainErr = libvirtErr(golibvirt.ErrInternalError, "connection reset")
+	err := f.driver().Create(t.Context(), spec, nil)
+	if err == nil || !strings.Contains(err.Error(), "connection reset") {
+		t.Errorf("Create = %v, want the lookup error", err)
+	}
+	if len(f.calls) != 0 {
+		t.Errorf("libvirt saw %q, want nothing changed", f.calls)
+	}
+}
+
+func TestDelete(t *testing.T) {
+	box := qcow2Box(t, filepath.Join(t.TempDir(), "ok.qcow2"), 1<<20, "")
+	spec := boxSpec(t, box, "qcow2")
+	base := baseVolume(spec.BoxSHA256)
+
+	t.Run("volumes without domain", func(t *testing.T) {
+		f := leftovers(spec)
+		if err := f.driver().Delete(t.Context(), spec.Name); err != nil {
+			t.Fatalf("Delete = %v, want nil", err)
+		}
+		if vols := f.volumes(); len(vols) != 0 {
+			t.Errorf("volumes %q left", vols)
+		}
+		err := f.driver().Delete(t.Context(), spec.Name)
+		if !errors.Is(err, vm.ErrNotFound) || !strings.Contains(err.Error(), spec.Name) {
+			t.Errorf("second Delete = %v, want ErrNotFound naming %s", err, spec.Name)
+		}
+	})
+	t.Run("only the disk", func(t *testing.T) {
+		f := leftovers(spec)
+		delete(f.vols, seedVolume(spec.Name))
+		if err := f.driver().Delete(t.Context(), spec.Name); err != nil {
+			t.Fatalf("Delete = %v, want nil", err)
+		}
+		if vols := f.volumes(); len(vols) != 0 {
+			t.Errorf("volumes %q left", vols)
+		}
+	})
+	t.Run("nothing, no pool", func(t *testing.T) {
+		if err := newFakeLibvirt().driver().Delete(t.Context(), spec.Name); !errors.Is(err, vm.ErrNotFound) {
+			t.Errorf("Delete = %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("instance", func(t *testing.T) {
+		f := newFakeLibvirt()
+		if err := f.driver().Create(t.Context(), spec, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.driver().Delete(t.Context(), spec.Name); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.domains) != 0 {
+			t.Error("domain still defined")
+		}
+		if vols := f.volumes(); !slices.Equal(vols, []string{base}) {
+			t.Errorf("volumes %q, want only the shared base %s", vols, base)
+		}
+	})
+}
+
+// TestCreateReplacesShortBase: a base volume cut short by an interrupted
+// upload is uploaded again.
+func TestCreateReplacesShortBase(t *testing.T) {
+	box := qcow2Box(t, filepath.Join(t.TempDir(), "ok.qcow2"), 1<<20, "")
+	spec := boxSpec(t, box, "qcow2")
+	f := newFakeLibvirt()
+	f.pool = true
+	f.vols[baseVolume(spec.BoxSHA256)] = []byte("QFI")
+	var n notes
+	if err := f.driver().Create(t.Context(), spec, n.progress); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(f.vols[baseVolume(spec.BoxSHA256)]); int64(got) != spec.BoxSize {
+		t.Errorf("base volume holds %d bytes, want %d", got, spec.BoxSize)
+	}
+	if !slices.ContainsFunc(n, func(s string) bool { return strings.Contains(s, "incomplete") }) {
+		t.Errorf("progress %q does not tell about the incomplete base", n)
 	}
 }

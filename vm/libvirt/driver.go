@@ -100,6 +100,9 @@ func (d *Driver) Create(ctx context.Context, spec vm.Spec, progress vm.Progress)
 	}
 	if _, lerr := d.l.DomainLookupByName(spec.Name); lerr == nil {
 		return fmt.Errorf("create instance %q: domain %s already exists", spec.Instance, spec.Name)
+	} else if !isCode(lerr, golibvirt.ErrNoDomain) {
+		// Unsure whether it exists: its volumes must not be judged leftovers.
+		return fmt.Errorf("create instance %q: look up domain %s: %w", spec.Instance, spec.Name, lerr)
 	}
 	virtual, err := inspectBox(spec.BoxPath, spec.BoxFormat)
 	if err != nil {
@@ -110,6 +113,9 @@ func (d *Driver) Create(ctx context.Context, spec vm.Spec, progress vm.Progress)
 	}
 	pool, err := d.ensurePool(ctx)
 	if err != nil {
+		return err
+	}
+	if err := d.removeLeftovers(spec.Name, progress); err != nil {
 		return err
 	}
 	base, err := d.ensureBase(ctx, pool, spec, progress)
@@ -243,7 +249,10 @@ func (d *Driver) poolPath() string {
 }
 
 // ensureBase uploads the box once into the pool. A base whose size does
-// not match the box (an upload cut short) is deleted and uploaded again.
+// not match the box (an upload cut short) is deleted and uploaded again;
+// that is only safe because callers never run two creates of one box at
+// once (see vm.Driver.Create), so a short base is never one being
+// uploaded right now.
 func (d *Driver) ensureBase(ctx context.Context, pool golibvirt.StoragePool, spec vm.Spec, progress vm.Progress) (golibvirt.StorageVol, error) {
 	name := baseVolume(spec.BoxSHA256)
 	if err := d.l.StoragePoolRefresh(pool, 0); err != nil {

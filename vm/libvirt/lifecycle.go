@@ -3,6 +3,7 @@ package libvirt
 import (
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"net"
 	"regexp"
@@ -248,9 +249,20 @@ func (d *Driver) WaitStopped(ctx context.Context, name string) error {
 	}
 }
 
-// Delete implements vm.Driver.
+// Delete implements vm.Driver. An instance whose create was killed before
+// it defined the domain has volumes but no domain: they are still deleted.
 func (d *Driver) Delete(ctx context.Context, name string) error {
 	dom, err := d.lookup(name)
+	if errors.Is(err, vm.ErrNotFound) {
+		vols, verr := d.instanceVolumes(name)
+		if verr != nil {
+			return verr
+		}
+		if len(vols) == 0 {
+			return err
+		}
+		return d.deleteVolumes(vols)
+	}
 	if err != nil {
 		return err
 	}
@@ -262,17 +274,32 @@ func (d *Driver) Delete(ctx context.Context, name string) error {
 	if err := d.l.DomainUndefineFlags(dom, flags); err != nil && !isCode(err, golibvirt.ErrNoDomain) {
 		return fmt.Errorf("undefine domain %s: %w", name, err)
 	}
-	return d.deleteVolumes(name)
+	vols, err := d.instanceVolumes(name)
+	if err != nil {
+		return err
+	}
+	return d.deleteVolumes(vols)
 }
 
-// deleteVolumes removes an instance's own volumes, if present.
-func (d *Driver) deleteVolumes(name string) error {
+// removeLeftovers deletes the volumes of an instance that has no domain.
+// They were left by a create of this very instance that was killed
+// before it defined the domain: names are unique on the host, and callers
+// do not run two creates of one instance at once (see vm.Driver.Create).
+func (d *Driver) removeLeftovers(name string, progress vm.Progress) error {
 	vols, err := d.instanceVolumes(name)
 	if err != nil {
 		return err
 	}
 	for _, vol := range vols {
-		if err := d.l.StorageVolDelete(vol, 0); err != nil {
+		progress("removing volume %s left by an interrupted create", vol.Name)
+	}
+	return d.deleteVolumes(vols)
+}
+
+// deleteVolumes deletes vols; one already gone is no error.
+func (d *Driver) deleteVolumes(vols []golibvirt.StorageVol) error {
+	for _, vol := range vols {
+		if err := d.l.StorageVolDelete(vol, 0); err != nil && !isCode(err, golibvirt.ErrNoStorageVol) {
 			return fmt.Errorf("delete volume %s: %w", vol.Name, err)
 		}
 	}
