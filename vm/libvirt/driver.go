@@ -153,6 +153,7 @@ func (d *Driver) Create(ctx context.Context, spec vm.Spec, progress vm.Progress)
 	if err := d.l.StorageVolUpload(seed, bytes.NewReader(spec.Seed), 0, uint64(len(spec.Seed)), 0); err != nil {
 		return fmt.Errorf("upload seed volume %s: %w", seedVolume(spec.Name), err)
 	}
+	vm.Checkpoint("volumes")
 
 	if spec.SSHPort == 0 {
 		if spec.SSHPort, err = freePort(); err != nil {
@@ -169,6 +170,7 @@ func (d *Driver) Create(ctx context.Context, spec vm.Spec, progress vm.Progress)
 	if _, err := d.l.DomainDefineXML(string(domXML)); err != nil {
 		return fmt.Errorf("define domain %s: %w", spec.Name, err)
 	}
+	vm.Checkpoint("define")
 	return nil
 }
 
@@ -311,6 +313,9 @@ type uploadReader struct {
 func (u *uploadReader) Read(p []byte) (int, error) {
 	if err := u.ctx.Err(); err != nil {
 		return 0, err
+	}
+	if u.done > 0 {
+		vm.Checkpoint("upload") // part of the box is in the pool
 	}
 	n, err := u.r.Read(p)
 	u.done += int64(n)
