@@ -165,11 +165,14 @@ func (c *Config) validateForwards(bad func(field, format string, a ...any)) {
 	}
 }
 
-// MountFor returns the mount that holds path (absolute, symlinks resolved
-// by the caller), and whether there is one.
-func (c *Config) MountFor(path string) (Mount, bool) {
+// MountFor returns the configured mount that holds path (absolute,
+// symlinks resolved by the caller), and whether there is one.
+func (c *Config) MountFor(path string) (Mount, bool) { return FindMount(c.Mounts, path) }
+
+// FindMount returns the mount of mounts that holds path.
+func FindMount(mounts []Mount, path string) (Mount, bool) {
 	path = filepath.Clean(path)
-	for _, m := range c.Mounts {
+	for _, m := range mounts {
 		if within(path, m.Host) {
 			return m, true
 		}
