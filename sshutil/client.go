@@ -16,8 +16,27 @@ import (
 const DefaultHandshakeTimeout = 10 * time.Second
 
 // ErrHostKeyMismatch is wrapped by the error Dial returns when the server
-// presents a host key other than Target.HostKey.
+// presents a host key other than Target.HostKey; errors.As finds the
+// *HostKeyMismatchError with both keys.
 var ErrHostKeyMismatch = errors.New("host key mismatch")
+
+// HostKeyMismatchError is a server presenting a host key other than the
+// pinned one: the guest's key changed, or another program answers on its
+// address. Want and Got are SHA256 fingerprints as OpenSSH prints them
+// ("SHA256:..."); it matches errors.Is(err, ErrHostKeyMismatch).
+type HostKeyMismatchError struct {
+	Addr              string // the server's address (or socket path)
+	Want, Got         string // fingerprints of the pinned and the presented key
+	WantType, GotType string // their algorithms, e.g. "ssh-ed25519"
+}
+
+func (e *HostKeyMismatchError) Error() string {
+	// Addr is left out: the dial errors wrapping this one name it.
+	return fmt.Sprintf("%v: the server presented %s %s, want %s %s", ErrHostKeyMismatch, e.GotType, e.Got, e.WantType, e.Want)
+}
+
+// Is makes errors.Is(err, ErrHostKeyMismatch) hold.
+func (e *HostKeyMismatchError) Is(target error) bool { return target == ErrHostKeyMismatch }
 
 // Target says where and how to connect. The host key is pinned: there is no
 // trust-on-first-use and no way to skip the check.
@@ -60,7 +79,8 @@ func (c *Client) Close() error {
 
 // Dial connects and authenticates once. Cancelling ctx aborts the TCP dial
 // and the handshake. A server presenting a host key other than t.HostKey is
-// refused with an error wrapping ErrHostKeyMismatch.
+// refused with an error wrapping a *HostKeyMismatchError (and so
+// ErrHostKeyMismatch).
 func Dial(ctx context.Context, t Target) (*Client, error) {
 	cfg, err := clientConfig(t)
 	if err != nil {
@@ -142,12 +162,15 @@ func clientConfig(t Target) (*ssh.ClientConfig, error) {
 
 // pinnedHostKey accepts only the host key want.
 func pinnedHostKey(want ssh.PublicKey) ssh.HostKeyCallback {
-	return func(_ string, _ net.Addr, got ssh.PublicKey) error {
+	return func(addr string, _ net.Addr, got ssh.PublicKey) error {
 		if bytes.Equal(got.Marshal(), want.Marshal()) {
 			return nil
 		}
-		return fmt.Errorf("%w: server presented %s %s, want %s %s", ErrHostKeyMismatch,
-			got.Type(), ssh.FingerprintSHA256(got), want.Type(), ssh.FingerprintSHA256(want))
+		return &HostKeyMismatchError{
+			Addr: addr,
+			Want: ssh.FingerprintSHA256(want), WantType: want.Type(),
+			Got: ssh.FingerprintSHA256(got), GotType: got.Type(),
+		}
 	}
 }
 

@@ -127,3 +127,13 @@ func HostKeyLine(addrPort string, pub string) string {
 	}
 	return knownhosts.Normalize(addrPort) + " " + strings.Join(fields, " ")
 }
+
+// Fingerprint is the SHA256 fingerprint of a public key in authorized_keys
+// form, as OpenSSH prints it ("SHA256:...").
+func Fingerprint(pub string) (string, error) {
+	key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(pub))
+	if err != nil {
+		return "", fmt.Errorf("fingerprint of %q: %w", pub, err)
+	}
+	return ssh.FingerprintSHA256(key), nil
+}

@@ -210,6 +210,13 @@ func TestHostKeyMismatch(t *testing.T) {
 	if !errors.Is(err, ErrHostKeyMismatch) || !strings.Contains(err.Error(), "host key mismatch") || !strings.Contains(err.Error(), srv.Addr) {
 		t.Fatalf("Dial with wrong host key: err = %v, want host key mismatch naming %s", err, srv.Addr)
 	}
+	var mm *HostKeyMismatchError
+	wantFP, _ := Fingerprint(other.Public)
+	gotFP, _ := Fingerprint(srv.HostKey)
+	if !errors.As(err, &mm) || mm.Want != wantFP || mm.Got != gotFP || mm.Addr != srv.Addr ||
+		!strings.HasPrefix(mm.Got, "SHA256:") || mm.GotType != "ssh-ed25519" {
+		t.Errorf("Dial with wrong host key: %#v, want a *HostKeyMismatchError for %s with want %s, got %s", mm, srv.Addr, wantFP, gotFP)
+	}
 
 	// DialRetry gives up at once instead of retrying until ctx ends.
 	start := time.Now()
