@@ -105,3 +105,29 @@ func (c *Client) Keepalive(ctx context.Context, every time.Duration, maxMissed i
 		}
 	}
 }
+
+// GlobalRequest sends a global request named name with payload and waits
+// for the reply: ok is the server's success flag, reply its payload. A
+// server that does not know name answers with ok false. Cancelling ctx
+// stops the wait (the reply, if any, is dropped).
+func (c *Client) GlobalRequest(ctx context.Context, name string, payload []byte) (ok bool, reply []byte, err error) {
+	type result struct {
+		ok    bool
+		reply []byte
+		err   error
+	}
+	res := make(chan result, 1)
+	go func() {
+		ok, reply, err := c.ssh.SendRequest(name, true, payload)
+		res <- result{ok, reply, err}
+	}()
+	select {
+	case r := <-res:
+		if r.err != nil {
+			return false, nil, fmt.Errorf("request %s on %s: %w", name, c.addr, r.err)
+		}
+		return r.ok, r.reply, nil
+	case <-ctx.Done():
+		return false, nil, fmt.Errorf("request %s on %s: %w", name, c.addr, ctx.Err())
+	}
+}

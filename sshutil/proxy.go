@@ -42,7 +42,7 @@ var proxiedChannelTypes = map[string]bool{
 // flag, its reply being the other side's. Other channel types are rejected
 // as unknown. Global requests are answered locally: true for
 // keepalive@openssh.com, so a client's Keepalive checks the proxy only, and
-// false for anything else.
+// false for anything else (see ServeProxyWith to answer others).
 //
 // upstream is called with ServeProxy's ctx, and must return promptly once
 // it ends. ServeProxy returns nil once ctx ends, after closing l and every
@@ -50,7 +50,30 @@ var proxiedChannelTypes = map[string]bool{
 // single connections are not reported. If l fails otherwise, or hostKey
 // does not parse, ServeProxy returns an error; it always closes l and every
 // client connection before returning.
+//
+// A failing Accept (out of file descriptors, an aborted connection) is
+// retried with a delay from 5ms doubling to 1s, as net/http's Server does;
+// only a closed listener ends ServeProxy.
 func ServeProxy(ctx context.Context, l net.Listener, hostKey KeyPair, upstream func(ctx context.Context) (*Client, error)) error {
+	return ServeProxyWith(ctx, l, hostKey, upstream, ProxyOptions{})
+}
+
+// ProxyOptions are the optional parts of a ServeProxyWith server.
+type ProxyOptions struct {
+	// GlobalRequest answers clients' global requests other than
+	// keepalive@openssh.com, e.g. a status query sent with
+	// Client.GlobalRequest: ok is the reply's success flag and reply its
+	// payload. It runs on the connection's request loop, so it must
+	// return promptly. Nil refuses them all.
+	GlobalRequest func(typ string, payload []byte) (ok bool, reply []byte)
+
+	// Logf reports a failing Accept, once per run of failures, since the
+	// listener is otherwise silent while it retries. Nil discards.
+	Logf func(format string, args ...any)
+}
+
+// ServeProxyWith is ServeProxy with options.
+func ServeProxyWith(ctx context.Context, l net.Listener, hostKey KeyPair, upstream func(ctx context.Context) (*Client, error), opts ProxyOptions) error {
 	signer, err := ssh.ParsePrivateKey(hostKey.Private)
 	if err != nil {
 		l.Close()
@@ -58,7 +81,7 @@ func ServeProxy(ctx context.Context, l net.Listener, hostKey KeyPair, upstream f
 	}
 	cfg := &ssh.ServerConfig{NoClientAuth: true, ServerVersion: "SSH-2.0-devbox-proxy"}
 	cfg.AddHostKey(signer)
-	p := &proxy{cfg: cfg, upstream: upstream, conns: make(map[net.Conn]bool)}
+	p := &proxy{cfg: cfg, upstream: upstream, global: opts.GlobalRequest, conns: make(map[net.Conn]bool)}
 
 	shutdown := func() {
 		l.Close()
@@ -84,6 +107,9 @@ func ServeProxy(ctx context.Context, l net.Listener, hostKey KeyPair, upstream f
 			return fmt.Errorf("ssh proxy %s: accept: %w", l.Addr(), err)
 		}
 		if err != nil { // e.g. out of file descriptors: wait and retry
+			if delay == 0 && opts.Logf != nil {
+				opts.Logf("ssh proxy %s: accept: %v; retrying", l.Addr(), err)
+			}
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 			timer := time.NewTimer(delay)
 			select {
@@ -111,7 +137,8 @@ func ServeProxy(ctx context.Context, l net.Listener, hostKey KeyPair, upstream f
 type proxy struct {
 	cfg      *ssh.ServerConfig
 	upstream func(ctx context.Context) (*Client, error)
-	wg       sync.WaitGroup // connection handlers
+	global   func(typ string, payload []byte) (bool, []byte) // may be nil
+	wg       sync.WaitGroup                                  // connection handlers
 
 	mu     sync.Mutex
 	conns  map[net.Conn]bool
@@ -158,7 +185,15 @@ func (p *proxy) serveConn(ctx context.Context, conn net.Conn) {
 	conn.SetDeadline(time.Time{})
 	go func() {
 		for req := range reqs {
-			req.Reply(req.Type == keepaliveRequest, nil) // a no-op unless WantReply
+			switch {
+			case req.Type == keepaliveRequest:
+				req.Reply(true, nil) // a no-op unless WantReply
+			case p.global != nil:
+				ok, reply := p.global(req.Type, req.Payload)
+				req.Reply(ok, reply)
+			default:
+				req.Reply(false, nil)
+			}
 		}
 	}()
 	var wg sync.WaitGroup
