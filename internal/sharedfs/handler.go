@@ -143,9 +143,29 @@ func (h *handler) openFile(r *sftp.Request) (*os.File, error) {
 	if pf.Excl {
 		flag |= os.O_EXCL
 	}
-	f, err := h.root.OpenFile(name, flag, createPerm(r.Attrs))
+	f, err := h.openWrite(name, flag, createPerm(r.Attrs))
 	if err != nil {
 		return nil, pathErr("open", r.Filepath, err)
+	}
+	return f, nil
+}
+
+// openWrite opens name for writing and clears any setuid or setgid bit of
+// the file, as the kernel does when an unprivileged user writes to it;
+// a root host user keeps them through CAP_FSETID, and the guest must not
+// put its own contents under a host setuid or setgid bit.
+func (h *handler) openWrite(name string, flag int, perm fs.FileMode) (*os.File, error) {
+	f, err := h.root.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+		err = f.Chmod(fi.Mode() & (fs.ModePerm | fs.ModeSticky))
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
 	}
 	return f, nil
 }
@@ -154,23 +174,22 @@ func (h *handler) openFile(r *sftp.Request) (*os.File, error) {
 // pkg/sftp drops the attribute flags of an open packet and keeps only the
 // attribute bytes; sshfs sends the permissions alone, which is the only
 // attribute set that is exactly 4 bytes long. Anything else gets 0666, less
-// the umask, like OpenSSH's sftp-server.
+// the umask, like OpenSSH's sftp-server. Only the nine permission bits are
+// kept: setuid and setgid are dropped (see [fileMode]), and the sticky bit
+// means nothing on a new file.
 func createPerm(attrs []byte) fs.FileMode {
 	if len(attrs) != 4 {
 		return 0o666
 	}
-	return fileMode(binary.BigEndian.Uint32(attrs))
+	return fileMode(binary.BigEndian.Uint32(attrs)).Perm()
 }
 
-// fileMode converts Unix permission bits to an fs.FileMode.
+// fileMode converts Unix permission bits from the guest to an fs.FileMode.
+// The setuid and setgid bits are dropped, as on a nosuid mount: the guest
+// is not trusted, and a setuid file it made would run on the host with the
+// host user's privileges. The sticky bit is kept; it grants nothing.
 func fileMode(m uint32) fs.FileMode {
 	mode := fs.FileMode(m & 0o777)
-	if m&syscall.S_ISUID != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&syscall.S_ISGID != 0 {
-		mode |= fs.ModeSetgid
-	}
 	if m&syscall.S_ISVTX != 0 {
 		mode |= fs.ModeSticky
 	}
@@ -212,6 +231,8 @@ func (h *handler) Filecmd(r *sftp.Request) error {
 		}
 		return pathErr(op, r.Filepath, h.root.Rename(name, target))
 	case "Mkdir":
+		// pkg/sftp does not pass on mkdir's attributes, and os.Root takes
+		// no setuid or setgid bit here.
 		return pathErr(op, r.Filepath, h.root.Mkdir(name, 0o755))
 	case "Rmdir", "Remove":
 		return pathErr(op, r.Filepath, h.remove(name, r.Method == "Rmdir"))
@@ -228,7 +249,7 @@ func (h *handler) PosixRename(r *sftp.Request) error { return h.Filecmd(r) }
 func (h *handler) setstat(name string, r *sftp.Request) error {
 	flags, attrs := r.AttrFlags(), r.Attributes()
 	if flags.Size {
-		f, err := h.root.OpenFile(name, os.O_WRONLY, 0)
+		f, err := h.openWrite(name, os.O_WRONLY, 0)
 		if err != nil {
 			return err
 		}

@@ -550,10 +550,11 @@ func TestCreatePerm(t *testing.T) {
 		want  fs.FileMode
 	}{
 		{nil, 0o666},
-		{[]byte{0, 0, 0x01, 0xed}, 0o755},                 // 0755, big-endian
-		{[]byte{0, 0, 0x81, 0xed}, 0o755},                 // S_IFREG|0755
-		{[]byte{0, 0, 0x09, 0xed}, 0o755 | fs.ModeSetuid}, // 04755
-		{make([]byte, 8), 0o666},                          // not permissions alone
+		{[]byte{0, 0, 0x01, 0xed}, 0o755}, // 0755, big-endian
+		{[]byte{0, 0, 0x81, 0xed}, 0o755}, // S_IFREG|0755
+		{[]byte{0, 0, 0x09, 0xed}, 0o755}, // 04755: no setuid
+		{[]byte{0, 0, 0x0f, 0xed}, 0o755}, // 07755: no setuid, setgid, sticky
+		{make([]byte, 8), 0o666},          // not permissions alone
 	}
 	for _, tt := range tests {
 		if got := createPerm(tt.attrs); got != tt.want {

@@ -1,0 +1,94 @@
+package sharedfs
+
+import (
+	"io/fs"
+	"os"
+	"testing"
+)
+
+// The tests in this file act as a hostile guest: anything in the VM can
+// send any SFTP request.
+
+const setid = fs.ModeSetuid | fs.ModeSetgid
+
+func hostMode(t *testing.T, p string) fs.FileMode {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	must(t, err)
+	return fi.Mode()
+}
+
+func TestServeDropsSetuidSetgid(t *testing.T) {
+	f := start(t, false)
+	raw := startRaw(t, f.root)
+
+	// Created by an open that carries the mode, as sshfs sends it.
+	if code := raw.create(f.p("suid"), true, perms(0o104755)); code != statusOK {
+		t.Fatalf("create suid with mode 04755: status %d", code)
+	}
+	if code := raw.create(f.p("sgid"), false, perms(0o6755)); code != statusOK {
+		t.Fatalf("create sgid with mode 06755: status %d", code)
+	}
+	// Made so by chmod (setstat) and by fchmod (fsetstat) of an open handle.
+	must(t, f.c.Chmod(f.p("a.txt"), 0o755|setid))
+	h, err := f.c.OpenFile(f.p("sub/b.txt"), os.O_RDWR)
+	must(t, err)
+	must(t, h.Chmod(0o755|setid))
+	must(t, h.Close())
+	// A setgid directory, by setstat and by mkdir with attributes.
+	if code := raw.status(fxpSetstat, append(str(nil, f.p("empty")), perms(0o2755)...)); code != statusOK {
+		t.Fatalf("setstat empty 02755: status %d", code)
+	}
+	if code := raw.status(fxpMkdir, append(str(nil, f.p("dir")), perms(0o6755)...)); code != statusOK {
+		t.Fatalf("mkdir dir 06755: status %d", code)
+	}
+
+	for _, name := range []string{"suid", "sgid", "a.txt", "sub/b.txt", "empty", "dir"} {
+		if m := hostMode(t, f.p(name)); m&setid != 0 {
+			t.Errorf("host %s has mode %v, want no setuid or setgid bit", name, m)
+		}
+	}
+	if m := hostMode(t, f.p("a.txt")); m.Perm() != 0o755 {
+		t.Errorf("host a.txt has permissions %v after chmod 06755, want 0755", m.Perm())
+	}
+
+	// The sticky bit is kept: it restricts deletion, it grants nothing.
+	must(t, f.c.Chmod(f.p("empty"), 0o777|fs.ModeSticky))
+	if m := hostMode(t, f.p("empty")); m&fs.ModeSticky == 0 || m.Perm() != 0o777 {
+		t.Errorf("host empty has mode %v after chmod 01777, want the sticky bit and 0777", m)
+	}
+}
+
+// A setuid or setgid file made on the host loses the bits as soon as the
+// guest opens it for writing or truncates it, so the guest cannot put its
+// own contents under them. The kernel does this for unprivileged writers
+// but not for root, the host user this guards.
+func TestServeClearsSetidOnWrite(t *testing.T) {
+	f := start(t, false)
+	for _, name := range []string{"w", "rw", "trunc"} {
+		must(t, os.WriteFile(f.p(name), []byte("host"), 0o755))
+		must(t, os.Chmod(f.p(name), 0o755|setid))
+	}
+	h, err := f.c.OpenFile(f.p("w"), os.O_WRONLY)
+	must(t, err)
+	must(t, h.Close())
+	h, err = f.c.OpenFile(f.p("rw"), os.O_RDWR)
+	must(t, err)
+	must(t, h.Close())
+	must(t, f.c.Truncate(f.p("trunc"), 1))
+
+	for _, name := range []string{"w", "rw", "trunc"} {
+		if m := hostMode(t, f.p(name)); m&setid != 0 || m.Perm() != 0o755 {
+			t.Errorf("host %s has mode %v after the guest wrote to it, want 0755", name, m)
+		}
+	}
+
+	// Reading leaves the bits alone.
+	must(t, os.Chmod(f.p("w"), 0o755|setid))
+	if _, err := readAll(f.c, f.p("w")); err != nil {
+		t.Fatal(err)
+	}
+	if m := hostMode(t, f.p("w")); m&setid != setid {
+		t.Errorf("host w has mode %v after the guest read it, want setuid and setgid kept", m)
+	}
+}
