@@ -2,6 +2,7 @@ package sshutil
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -42,6 +43,16 @@ func (c *Client) Done() <-chan struct{} {
 	return c.done
 }
 
+// ErrKeepaliveUnanswered is wrapped by Keepalive's error when it gave up on
+// a server that stopped answering, as opposed to a connection that ended.
+var ErrKeepaliveUnanswered = errors.New("keepalives unanswered")
+
+// unanswered is the last probe's error, also matching ErrKeepaliveUnanswered.
+type unanswered struct{ err error }
+
+func (e unanswered) Error() string   { return e.err.Error() }
+func (e unanswered) Unwrap() []error { return []error{e.err, ErrKeepaliveUnanswered} }
+
 // keepaliveRequest is the global request OpenSSH clients send as a liveness
 // probe. Servers answer it, usually with a failure reply, which is enough.
 const keepaliveRequest = "keepalive@openssh.com"
@@ -50,7 +61,8 @@ const keepaliveRequest = "keepalive@openssh.com"
 // global request and blocks until one of:
 //   - ctx ends: it returns nil and leaves c open;
 //   - maxMissed consecutive probes fail or get no reply (of either kind)
-//     within every: it closes c and returns an error saying so;
+//     within every: it closes c and returns an error saying so, wrapping
+//     ErrKeepaliveUnanswered;
 //   - the connection ends by other means (see Done): it returns an error
 //     wrapping the reason.
 //
@@ -88,7 +100,7 @@ func (c *Client) Keepalive(ctx context.Context, every time.Duration, maxMissed i
 		} else if missed++; missed >= maxMissed {
 			slot.Stop()
 			c.Close()
-			return fmt.Errorf("keepalive %s: %d probes in a row failed, closed the connection: %w", c.addr, missed, err)
+			return fmt.Errorf("keepalive %s: %d probes in a row failed, closed the connection: %w", c.addr, missed, unanswered{err})
 		}
 		if slotOver {
 			continue

@@ -261,7 +261,8 @@ func TestKeepalive(t *testing.T) {
 	start := time.Now()
 	select {
 	case err := <-kaErr:
-		if err == nil || !strings.Contains(err.Error(), "2 probes in a row failed") || !strings.Contains(err.Error(), "no reply within 50ms") {
+		if err == nil || !strings.Contains(err.Error(), "2 probes in a row failed") || !strings.Contains(err.Error(), "no reply within 50ms") ||
+			!errors.Is(err, ErrKeepaliveUnanswered) {
 			t.Errorf("Keepalive on a hung server = %v", err)
 		}
 		if elapsed := time.Since(start); elapsed > 2*time.Second {
