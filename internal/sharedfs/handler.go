@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,8 @@ type handler struct {
 	root     *os.Root
 	dir      string // absolute, clean host path of root
 	readOnly bool
+
+	guestUID, guestGID int // the ids the mount presents files as; -1 if unknown
 }
 
 // rel maps the absolute request path p to a name relative to h.root, or
@@ -244,10 +247,15 @@ func (h *handler) Filecmd(r *sftp.Request) error {
 func (h *handler) PosixRename(r *sftp.Request) error { return h.Filecmd(r) }
 
 // setstat applies the attributes of a setstat or fsetstat request to name.
-// Ownership changes go to the host as they are, so they succeed only where
-// the host user may make them.
+// A change of owner is never made (see [handler.chown]); it is checked
+// first, so that a refused request changes nothing.
 func (h *handler) setstat(name string, r *sftp.Request) error {
 	flags, attrs := r.AttrFlags(), r.Attributes()
+	if flags.UidGid {
+		if err := h.chown(name, attrs.UID, attrs.GID); err != nil {
+			return err
+		}
+	}
 	if flags.Size {
 		f, err := h.openWrite(name, os.O_WRONLY, 0)
 		if err != nil {
@@ -266,11 +274,6 @@ func (h *handler) setstat(name string, r *sftp.Request) error {
 			return err
 		}
 	}
-	if flags.UidGid {
-		if err := h.root.Chown(name, int(attrs.UID), int(attrs.GID)); err != nil {
-			return err
-		}
-	}
 	if flags.Acmodtime {
 		atime := time.Unix(int64(attrs.Atime), 0)
 		if err := h.root.Chtimes(name, atime, attrs.ModTime()); err != nil {
@@ -278,6 +281,33 @@ func (h *handler) setstat(name string, r *sftp.Request) error {
 		}
 	}
 	return nil
+}
+
+// chown accepts a change of name's owner to uid and gid as a no-op when
+// each id is the guest user's, the file's current one, or -1 (unchanged),
+// and refuses any other with EPERM. Files stay the host user's: the guest
+// is not trusted to give them away, and sshfs presents them all as the
+// guest user's anyway, so `cp -p` or tar run by the guest user only ever
+// asks for its own ids.
+func (h *handler) chown(name string, uid, gid uint32) error {
+	fi, err := h.root.Stat(name)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return syscall.EPERM
+	}
+	if !keepsID(uid, h.guestUID, st.Uid) || !keepsID(gid, h.guestGID, st.Gid) {
+		return syscall.EPERM
+	}
+	return nil
+}
+
+// keepsID reports whether a chown to id leaves the owner as it appears:
+// id is -1, the guest's id (negative if unknown) or the current id.
+func keepsID(id uint32, guest int, current uint32) bool {
+	return id == math.MaxUint32 || id == current || (guest >= 0 && int64(id) == int64(guest))
 }
 
 // remove deletes name, which must be a directory when dir is set (rmdir)

@@ -37,13 +37,13 @@ const (
 	protocolVer = 3
 )
 
-// startRaw serves root to a rawClient.
-func startRaw(t *testing.T, root string) *rawClient {
+// startRaw serves root with opts to a rawClient.
+func startRaw(t *testing.T, root string, opts Options) *rawClient {
 	t.Helper()
 	srvConn, cliConn := net.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, srvConn, root, false) }()
+	go func() { done <- ServeOptions(ctx, srvConn, root, opts) }()
 	c := &rawClient{t: t, conn: cliConn}
 	t.Cleanup(func() {
 		cliConn.Close()

@@ -49,6 +49,21 @@ func (f *fixture) result(t *testing.T) error {
 //	outdir -> <outside>             (directory outside)
 func start(t *testing.T, readOnly bool) *fixture {
 	t.Helper()
+	return startWith(t, func(ctx context.Context, rwc io.ReadWriteCloser, root string) error {
+		return Serve(ctx, rwc, root, readOnly)
+	})
+}
+
+// startOpts is start with [ServeOptions].
+func startOpts(t *testing.T, opts Options) *fixture {
+	t.Helper()
+	return startWith(t, func(ctx context.Context, rwc io.ReadWriteCloser, root string) error {
+		return ServeOptions(ctx, rwc, root, opts)
+	})
+}
+
+func startWith(t *testing.T, serve func(context.Context, io.ReadWriteCloser, string) error) *fixture {
+	t.Helper()
 	f := &fixture{root: realTempDir(t), outside: realTempDir(t)}
 	must(t, os.WriteFile(filepath.Join(f.outside, "secret"), []byte("secret"), 0o600))
 	must(t, os.WriteFile(filepath.Join(f.root, "a.txt"), []byte("hello"), 0o644))
@@ -64,7 +79,7 @@ func start(t *testing.T, readOnly bool) *fixture {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 	f.done = make(chan error, 1)
-	go func() { f.done <- Serve(ctx, srvConn, f.root, readOnly) }()
+	go func() { f.done <- serve(ctx, srvConn, f.root) }()
 	c, err := sftp.NewClientPipe(cliConn, cliConn)
 	if err != nil {
 		cancel()

@@ -25,20 +25,36 @@ import (
 	"github.com/pkg/sftp"
 )
 
-// Serve runs an SFTP server on rwc that exposes only the host folder root,
-// an absolute path. Requests name files by their absolute paths (relative
-// paths are taken relative to root). Any request for a path outside root,
-// whether lexically (via "..") or through a symlink inside root whose target
-// lies outside it (or is absolute), fails with permission denied; symlinks
-// themselves can still be listed, lstat'ed and read with readlink. With
-// readOnly, every request that would change the folder fails with
-// permission denied.
-//
-// Serve owns rwc and closes it before returning. It returns nil when the
-// peer closes the stream (EOF) or when ctx ends; closing rwc must unblock a
-// pending Read. Any other failure, such as a malformed packet, is returned
-// as an error.
+// Options configures [ServeOptions].
+type Options struct {
+	// ReadOnly makes every request that would change the folder fail with
+	// permission denied.
+	ReadOnly bool
+	// GuestUID and GuestGID are the guest user's ids, as the mount
+	// presents them (its uid= and gid= options), or -1 if unknown. A chown
+	// to them is accepted and changes nothing.
+	GuestUID, GuestGID int
+}
+
+// Serve is [ServeOptions] with only ReadOnly set and the guest user's ids
+// unknown.
 func Serve(ctx context.Context, rwc io.ReadWriteCloser, root string, readOnly bool) error {
+	return ServeOptions(ctx, rwc, root, Options{ReadOnly: readOnly, GuestUID: -1, GuestGID: -1})
+}
+
+// ServeOptions runs an SFTP server on rwc that exposes only the host folder
+// root, an absolute path. Requests name files by their absolute paths
+// (relative paths are taken relative to root). Any request for a path
+// outside root, whether lexically (via "..") or through a symlink inside
+// root whose target lies outside it (or is absolute), fails with permission
+// denied; symlinks themselves can still be listed, lstat'ed and read with
+// readlink. The package documentation lists what else is refused.
+//
+// ServeOptions owns rwc and closes it before returning. It returns nil when
+// the peer closes the stream (EOF) or when ctx ends; closing rwc must
+// unblock a pending Read. Any other failure, such as a malformed packet, is
+// returned as an error.
+func ServeOptions(ctx context.Context, rwc io.ReadWriteCloser, root string, opts Options) error {
 	defer rwc.Close()
 	if !filepath.IsAbs(root) {
 		return fmt.Errorf("serve shared folder %q: path is not absolute", root)
@@ -50,7 +66,13 @@ func Serve(ctx context.Context, rwc io.ReadWriteCloser, root string, readOnly bo
 	}
 	defer r.Close()
 
-	h := &handler{root: r, dir: dir, readOnly: readOnly}
+	h := &handler{
+		root:     r,
+		dir:      dir,
+		readOnly: opts.ReadOnly,
+		guestUID: opts.GuestUID,
+		guestGID: opts.GuestGID,
+	}
 	srv := sftp.NewRequestServer(rwc,
 		sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
 		sftp.WithStartDirectory(dir))

@@ -1,8 +1,10 @@
 package sharedfs
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
+	"syscall"
 	"testing"
 )
 
@@ -20,7 +22,7 @@ func hostMode(t *testing.T, p string) fs.FileMode {
 
 func TestServeDropsSetuidSetgid(t *testing.T) {
 	f := start(t, false)
-	raw := startRaw(t, f.root)
+	raw := startRaw(t, f.root, Options{GuestUID: -1, GuestGID: -1})
 
 	// Created by an open that carries the mode, as sshfs sends it.
 	if code := raw.create(f.p("suid"), true, perms(0o104755)); code != statusOK {
@@ -90,5 +92,81 @@ func TestServeClearsSetidOnWrite(t *testing.T) {
 	}
 	if m := hostMode(t, f.p("w")); m&setid != setid {
 		t.Errorf("host w has mode %v after the guest read it, want setuid and setgid kept", m)
+	}
+}
+
+// owner returns the host owner of p.
+func owner(t *testing.T, p string) (uid, gid int) {
+	t.Helper()
+	fi, err := os.Stat(p)
+	must(t, err)
+	st := fi.Sys().(*syscall.Stat_t)
+	return int(st.Uid), int(st.Gid)
+}
+
+func TestServeRefusesChownToOthers(t *testing.T) {
+	const guestUID, guestGID, other = 4242, 4343, 12345
+	f := startOpts(t, Options{GuestUID: guestUID, GuestGID: guestGID})
+	uid, gid := owner(t, f.p("a.txt"))
+	if uid == other || gid == other || uid == guestUID || gid == guestGID || uid == guestGID {
+		t.Skipf("the host user's ids %d:%d clash with the test's", uid, gid)
+	}
+	checkOwner := func(what string) {
+		t.Helper()
+		if u, g := owner(t, f.p("a.txt")); u != uid || g != gid {
+			t.Errorf("after %s: a.txt owned by %d:%d, want %d:%d", what, u, g, uid, gid)
+		}
+	}
+
+	// No-ops: the file's own ids (root's, when the tests run as root), the
+	// guest user's, -1 for "unchanged", and mixes of these.
+	for _, ids := range [][2]int{{uid, gid}, {guestUID, guestGID}, {-1, guestGID}, {guestUID, -1}, {-1, -1}, {uid, guestGID}} {
+		what := fmt.Sprintf("chown %d:%d", ids[0], ids[1])
+		if err := f.c.Chown(f.p("a.txt"), ids[0], ids[1]); err != nil {
+			t.Errorf("%s: %v, want success", what, err)
+		}
+		checkOwner(what)
+	}
+
+	// Anything else is refused, by path, through a symlink and by handle.
+	for _, ids := range [][2]int{{other, other}, {other, gid}, {uid, other}, {-1, other}, {guestGID, guestUID}} {
+		what := fmt.Sprintf("chown %d:%d", ids[0], ids[1])
+		if err := f.c.Chown(f.p("a.txt"), ids[0], ids[1]); !isDenied(err) {
+			t.Errorf("%s: got %v, want permission denied", what, err)
+		}
+		if err := f.c.Chown(f.p("in"), ids[0], ids[1]); !isDenied(err) {
+			t.Errorf("%s through symlink in: got %v, want permission denied", what, err)
+		}
+		checkOwner(what)
+	}
+	h, err := f.c.OpenFile(f.p("a.txt"), os.O_RDWR)
+	must(t, err)
+	if err := h.Chown(other, other); !isDenied(err) {
+		t.Errorf("fchown %d:%d: got %v, want permission denied", other, other, err)
+	}
+	if err := h.Chown(guestUID, guestGID); err != nil {
+		t.Errorf("fchown to the guest's ids: %v, want success", err)
+	}
+	must(t, h.Close())
+	checkOwner("fchown")
+
+	// A refused chown takes the rest of its setstat down with it.
+	raw := startRaw(t, f.root, Options{GuestUID: guestUID, GuestGID: guestGID})
+	attrs := be32(be32(be32(be32(nil, attrUIDGID|attrPerms), other), other), 0o600)
+	if code := raw.status(fxpSetstat, append(str(nil, f.p("a.txt")), attrs...)); code != statusPerm {
+		t.Errorf("setstat chown %d:%d and chmod 0600: status %d, want permission denied", other, other, code)
+	}
+	if m := hostMode(t, f.p("a.txt")); m.Perm() != 0o644 {
+		t.Errorf("a.txt has permissions %v after a refused setstat, want 0644", m.Perm())
+	}
+	checkOwner("setstat")
+
+	// With the guest's ids unknown, only the file's own ids are a no-op.
+	g := start(t, false)
+	if err := g.c.Chown(g.p("a.txt"), guestUID, guestGID); !isDenied(err) {
+		t.Errorf("Serve: chown to %d:%d: got %v, want permission denied", guestUID, guestGID, err)
+	}
+	if err := g.c.Chown(g.p("a.txt"), uid, gid); err != nil {
+		t.Errorf("Serve: chown to the file's own ids: %v, want success", err)
 	}
 }
