@@ -25,6 +25,7 @@ type handler struct {
 	readOnly bool
 
 	guestUID, guestGID int // the ids the mount presents files as; -1 if unknown
+	handles            handles
 }
 
 // rel maps the absolute request path p to a name relative to h.root, or
@@ -97,11 +98,15 @@ func (h *handler) Fileread(r *sftp.Request) (io.ReaderAt, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := h.handles.acquire(r.Filepath); err != nil {
+		return nil, err
+	}
 	f, err := h.root.Open(name)
 	if err != nil {
+		h.handles.release()
 		return nil, pathErr("open", r.Filepath, err)
 	}
-	return f, nil
+	return h.handles.wrap(f), nil
 }
 
 // Filewrite opens a file for writing (sftp.FileWriter).
@@ -124,7 +129,7 @@ func (h *handler) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
 
 // openFile opens r.Filepath with the request's open flags. The append flag
 // is ignored: writes carry their offsets, and O_APPEND would break WriteAt.
-func (h *handler) openFile(r *sftp.Request) (*os.File, error) {
+func (h *handler) openFile(r *sftp.Request) (*handle, error) {
 	if err := h.writable("open", r.Filepath); err != nil {
 		return nil, err
 	}
@@ -146,11 +151,15 @@ func (h *handler) openFile(r *sftp.Request) (*os.File, error) {
 	if pf.Excl {
 		flag |= os.O_EXCL
 	}
+	if err := h.handles.acquire(r.Filepath); err != nil {
+		return nil, err
+	}
 	f, err := h.openWrite(name, flag, createPerm(r.Attrs))
 	if err != nil {
+		h.handles.release()
 		return nil, pathErr("open", r.Filepath, err)
 	}
-	return f, nil
+	return h.handles.wrap(f), nil
 }
 
 // openWrite opens name for writing and clears any setuid or setgid bit of

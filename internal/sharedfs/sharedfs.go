@@ -34,7 +34,16 @@ type Options struct {
 	// presents them (its uid= and gid= options), or -1 if unknown. A chown
 	// to them is accepted and changes nothing.
 	GuestUID, GuestGID int
+	// MaxHandles caps the files the guest may hold open at once on this
+	// connection; each holds a host file descriptor. Zero or less means
+	// DefaultMaxHandles.
+	MaxHandles int
 }
+
+// DefaultMaxHandles is the open-file cap of a connection when
+// Options.MaxHandles is not set. It is well above what sshfs keeps open for
+// a busy build and well below the descriptors the process has.
+const DefaultMaxHandles = 1024
 
 // Serve is [ServeOptions] with only ReadOnly set and the guest user's ids
 // unknown.
@@ -72,6 +81,10 @@ func ServeOptions(ctx context.Context, rwc io.ReadWriteCloser, root string, opts
 		readOnly: opts.ReadOnly,
 		guestUID: opts.GuestUID,
 		guestGID: opts.GuestGID,
+		handles:  handles{max: opts.MaxHandles},
+	}
+	if h.handles.max <= 0 {
+		h.handles.max = DefaultMaxHandles
 	}
 	srv := sftp.NewRequestServer(rwc,
 		sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},

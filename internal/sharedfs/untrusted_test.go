@@ -1,11 +1,16 @@
 package sharedfs
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"runtime"
+	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/pkg/sftp"
 )
 
 // The tests in this file act as a hostile guest: anything in the VM can
@@ -168,5 +173,141 @@ func TestServeRefusesChownToOthers(t *testing.T) {
 	}
 	if err := g.c.Chown(g.p("a.txt"), uid, gid); err != nil {
 		t.Errorf("Serve: chown to the file's own ids: %v, want success", err)
+	}
+}
+
+// countFDs returns the number of open file descriptors of the test
+// process, or -1 where /proc/self/fd does not list them.
+func countFDs(t *testing.T) int {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		return -1
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	must(t, err)
+	return len(ents)
+}
+
+// isHandleLimit reports whether err is the SFTP failure that tells the
+// guest the folder's open-file limit was reached.
+func isHandleLimit(err error) bool {
+	var se *sftp.StatusError
+	return errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxFailure &&
+		strings.Contains(err.Error(), "open-file limit")
+}
+
+func TestServeCapsOpenHandles(t *testing.T) {
+	const max = 8
+	// Make the runtime open what it keeps open (the poller) before counting.
+	warm, err := os.Open(os.Args[0])
+	must(t, err)
+	warm.Close()
+	before := countFDs(t)
+
+	f := startOpts(t, Options{GuestUID: -1, GuestGID: -1, MaxHandles: max})
+	for i := range max {
+		must(t, os.WriteFile(f.p(fmt.Sprint(i)), []byte("data"), 0o644))
+	}
+	// Every way of opening a file holds a handle: read-only (Fileread),
+	// write-only (Filewrite) and read-write (OpenFile).
+	openers := []func(p string) (*sftp.File, error){
+		func(p string) (*sftp.File, error) { return f.c.Open(p) },
+		func(p string) (*sftp.File, error) { return f.c.OpenFile(p, os.O_WRONLY) },
+		func(p string) (*sftp.File, error) { return f.c.OpenFile(p, os.O_RDWR) },
+		func(p string) (*sftp.File, error) { return f.c.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL) },
+	}
+	openAll := func() []*sftp.File {
+		t.Helper()
+		var hs []*sftp.File
+		for i := range max {
+			h, err := openers[i%3](f.p(fmt.Sprint(i)))
+			must(t, err)
+			hs = append(hs, h)
+		}
+		return hs
+	}
+	refused := func(when string) {
+		t.Helper()
+		for i, open := range openers {
+			h, err := open(f.p("a.txt"))
+			if i == 3 {
+				h, err = open(f.p("new"))
+			}
+			if err == nil {
+				h.Close()
+			}
+			if !isHandleLimit(err) {
+				t.Errorf("%s: opener %d: got %v, want the open-file limit failure", when, i, err)
+			}
+		}
+		if _, err := os.Lstat(f.p("new")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: a refused create made the file: %v", when, err)
+		}
+	}
+
+	hs := openAll()
+	refused("with the cap reached")
+	if before >= 0 {
+		// The root directory and one per handle; refused opens hold none.
+		if n := countFDs(t); n != before+1+max {
+			t.Errorf("%d descriptors open at the cap, want %d", n, before+1+max)
+		}
+	}
+
+	// The handles still work: fstat, read, write and fsetstat.
+	if fi, err := hs[0].Stat(); err != nil || fi.Size() != 4 {
+		t.Errorf("fstat of an open handle = %v, %v; want size 4", fi, err)
+	}
+	buf := make([]byte, 4)
+	if _, err := hs[0].ReadAt(buf, 0); err != nil || string(buf) != "data" {
+		t.Errorf("read through a read-only handle = %q, %v", buf, err)
+	}
+	if _, err := hs[1].WriteAt([]byte("D"), 0); err != nil {
+		t.Errorf("write through a write-only handle: %v", err)
+	}
+	if _, err := hs[2].WriteAt([]byte("X"), 3); err != nil {
+		t.Errorf("write through a read-write handle: %v", err)
+	}
+	if _, err := hs[2].ReadAt(buf, 0); err != nil || string(buf) != "datX" {
+		t.Errorf("read through a read-write handle = %q, %v; want datX", buf, err)
+	}
+	if err := hs[2].Chmod(0o600); err != nil {
+		t.Errorf("fsetstat of an open handle: %v", err)
+	}
+	if got := hostRead(t, f.p("1")); got != "Data" {
+		t.Errorf("host file 1 = %q, want Data", got)
+	}
+	// Requests that hold no file stay available.
+	if _, err := f.c.ReadDir(f.root); err != nil {
+		t.Errorf("readdir at the cap: %v", err)
+	}
+	if _, err := f.c.Stat(f.p("a.txt")); err != nil {
+		t.Errorf("stat at the cap: %v", err)
+	}
+
+	// Closing a handle frees exactly one slot.
+	must(t, hs[0].Close())
+	hs[0], err = f.c.Open(f.p("a.txt"))
+	if err != nil {
+		t.Fatalf("open after closing a handle: %v", err)
+	}
+	refused("with the cap reached again")
+
+	// Closing them all frees all the slots.
+	for _, h := range hs {
+		must(t, h.Close())
+	}
+	openAll()
+	refused("after reopening")
+
+	// The guest going away with files open closes them.
+	must(t, f.c.Close())
+	if err := f.result(t); err != nil {
+		t.Errorf("Serve = %v", err)
+	}
+	if before >= 0 {
+		if n := countFDs(t); n != before {
+			t.Errorf("%d descriptors open after Serve returned, want %d as before", n, before)
+		}
 	}
 }
