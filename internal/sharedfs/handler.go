@@ -239,6 +239,9 @@ func (h *handler) Filecmd(r *sftp.Request) error {
 			return err
 		}
 		if r.Method == "Link" {
+			if err := h.linkable(name); err != nil {
+				return pathErr(op, r.Filepath, err)
+			}
 			return pathErr(op, r.Filepath, h.root.Link(name, target))
 		}
 		return pathErr(op, r.Filepath, h.root.Rename(name, target))
@@ -250,6 +253,18 @@ func (h *handler) Filecmd(r *sftp.Request) error {
 		return pathErr(op, r.Filepath, h.remove(name, r.Method == "Rmdir"))
 	}
 	return &fs.PathError{Op: op, Path: r.Filepath, Err: syscall.ENOSYS}
+}
+
+// linkable refuses a hard link to a setuid or setgid file with EPERM: a
+// second name would keep the privileged file, contents and all, after the
+// host replaced or removed the first. Any other problem is left to Link,
+// which does not follow a final symlink and refuses to leave the root.
+func (h *handler) linkable(name string) error {
+	fi, err := h.root.Lstat(name)
+	if err == nil && fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+		return syscall.EPERM
+	}
+	return nil
 }
 
 // PosixRename renames over an existing target (sftp.PosixRenameFileCmder).

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -309,5 +310,74 @@ func TestServeCapsOpenHandles(t *testing.T) {
 		if n := countFDs(t); n != before {
 			t.Errorf("%d descriptors open after Serve returned, want %d as before", n, before)
 		}
+	}
+}
+
+// nlink returns the number of names of the host file p.
+func nlink(t *testing.T, p string) uint64 {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	must(t, err)
+	return uint64(fi.Sys().(*syscall.Stat_t).Nlink)
+}
+
+// A hard link made by the guest never gives a file outside the folder a
+// name inside it (or the reverse), and never gives a setuid or setgid file
+// a second name.
+func TestServeLinkStaysInside(t *testing.T) {
+	f := start(t, false)
+	secret := filepath.Join(f.outside, "secret")
+	// Chains of symlinks that lead out only after more than one hop:
+	// indir -> sub (inside), sub/o -> <outside>, chain -> outdir.
+	must(t, os.Symlink("sub", f.p("indir")))
+	must(t, os.Symlink(f.outside, f.p("sub/o")))
+	must(t, os.Symlink("outdir", f.p("chain")))
+	before := snapshot(t, f.outside)
+
+	for _, src := range []string{"outdir/secret", "indir/o/secret", "chain/secret"} {
+		if err := f.c.Link(f.p(src), f.p("stolen")); !isDenied(err) {
+			t.Errorf("link from %s: got %v, want permission denied", src, err)
+		}
+	}
+	for _, dst := range []string{"outdir/planted", "indir/o/planted", "chain/planted"} {
+		if err := f.c.Link(f.p("a.txt"), f.p(dst)); !isDenied(err) {
+			t.Errorf("link to %s: got %v, want permission denied", dst, err)
+		}
+	}
+	if _, err := os.Lstat(f.p("stolen")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stolen exists in root: %v", err)
+	}
+	checkUnchanged(t, f.outside, before)
+
+	// A link whose source is itself a symlink names the symlink, as
+	// link(2) does, not the file it points to: the outside file gets no
+	// second name, only a second symlink the guest could have made anyway.
+	for _, src := range []string{"out", "outrel"} {
+		dst := src + "-hard"
+		if err := f.c.Link(f.p(src), f.p(dst)); err != nil {
+			t.Errorf("link from symlink %s: %v", src, err)
+			continue
+		}
+		if m := hostMode(t, f.p(dst)); m&fs.ModeSymlink == 0 {
+			t.Errorf("link from symlink %s made a %v, want a symlink", src, m)
+		}
+	}
+	if n := nlink(t, secret); n != 1 {
+		t.Errorf("the outside secret has %d names, want 1", n)
+	}
+
+	// A setuid or setgid file made on the host gets no second name.
+	for what, mode := range map[string]fs.FileMode{"setuid": fs.ModeSetuid, "setgid": fs.ModeSetgid} {
+		p := f.p("setid")
+		must(t, os.WriteFile(p, nil, 0o755))
+		must(t, os.Chmod(p, 0o755|mode))
+		if err := f.c.Link(p, f.p("setid-hard")); !isDenied(err) {
+			t.Errorf("link from a %s file: got %v, want permission denied", what, err)
+		}
+		if n := nlink(t, p); n != 1 {
+			t.Errorf("the %s file has %d names, want 1", what, n)
+		}
+		must(t, os.Remove(p))
+		os.Remove(f.p("setid-hard"))
 	}
 }
