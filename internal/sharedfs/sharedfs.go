@@ -6,6 +6,28 @@
 // therefore written on the host by devbox itself, as the host user, and the
 // host's permission checks are the only ones that apply.
 //
+// The guest is not trusted: anything in the VM, such as a container that
+// bind-mounts the project, can send any SFTP request, and the host user may
+// be root. So besides confining every request to the folder, the server
+// refuses what would let the guest act with the host user's privileges or
+// exhaust the process:
+//
+//   - no setuid or setgid bit, as on a nosuid mount: the bits are dropped
+//     from the mode of a create and of a chmod (setstat or fsetstat),
+//     mkdir asks for none (a new directory still inherits setgid from a
+//     setgid parent the host made, as the host file system decides),
+//     opening a host file for writing or truncating it clears them (as the
+//     kernel does for unprivileged writers, but not for root), and a file
+//     that has them gets no second name by hard link. The sticky bit is
+//     kept; it grants nothing;
+//   - no chown: files stay the host user's. A chown to the guest user's ids
+//     (files appear as the guest user's in the mount) or to the file's own
+//     ids succeeds and changes nothing, so that `cp -p` and tar work; any
+//     other fails with permission denied;
+//   - no more than [Options.MaxHandles] ([DefaultMaxHandles] unless set)
+//     files open at once per connection, since each holds a host file
+//     descriptor; past it an open fails with an error that names the limit.
+//
 // A shared folder has the same absolute path on both sides: the host file
 // /home/u/proj/a.txt is /home/u/proj/a.txt in the guest. [MountCommand] and
 // [UnmountCommand] build the guest side; [Check] validates a configured
