@@ -53,8 +53,8 @@ type Options struct {
 	// permission denied.
 	ReadOnly bool
 	// GuestUID and GuestGID are the guest user's ids, as the mount
-	// presents them (its uid= and gid= options), or -1 if unknown. A chown
-	// to them is accepted and changes nothing.
+	// presents them (its uid= and gid= options), or -1 if unknown; 0 is
+	// root's. A chown to them is accepted and changes nothing.
 	GuestUID, GuestGID int
 	// MaxHandles caps the files the guest may hold open at once on this
 	// connection; each holds a host file descriptor. Zero or less means
@@ -63,8 +63,8 @@ type Options struct {
 }
 
 // DefaultMaxHandles is the open-file cap of a connection when
-// Options.MaxHandles is not set. It is well above what sshfs keeps open for
-// a busy build and well below the descriptors the process has.
+// Options.MaxHandles is not set: far more than sshfs holds open in normal
+// use, far fewer than a guest could otherwise take.
 const DefaultMaxHandles = 1024
 
 // Serve is [ServeOptions] with only ReadOnly set and the guest user's ids
