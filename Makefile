@@ -4,7 +4,7 @@ GO      ?= go
 BOX     ?= /var/cache/devbox-test/debian12.qcow2
 BIN     := bin/devbox
 
-.PHONY: build test test-unit test-e2e box bench demo clean
+.PHONY: build test test-unit lint test-e2e box bench demo clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/devbox
@@ -13,9 +13,14 @@ build:
 test: test-unit test-e2e
 
 ## test-unit: fast; no libvirt, no network.
-test-unit:
-	$(GO) vet ./...
+test-unit: lint
 	$(GO) test ./...
+
+## lint: no compiled binary is tracked; go vet, the e2e tests too.
+lint:
+	bash scripts/check-tracked.sh
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./...
 
 box:
 	bash test/box/build-debian12.sh $(BOX)
