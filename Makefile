@@ -4,7 +4,7 @@ GO      ?= go
 BOX     ?= /var/cache/devbox-test/debian12.qcow2
 BIN     := bin/devbox
 
-.PHONY: build test test-unit lint test-e2e box bench demo clean
+.PHONY: build test test-unit lint cross test-e2e box bench demo clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/devbox
@@ -13,7 +13,7 @@ build:
 test: test-unit test-e2e
 
 ## test-unit: fast; no libvirt, no network.
-test-unit: lint
+test-unit: lint cross
 	$(GO) test ./...
 
 ## lint: no compiled binary is tracked; go vet, the e2e tests too.
@@ -21,6 +21,12 @@ lint:
 	bash scripts/check-tracked.sh
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./...
+
+## cross: devbox still builds for the other platforms it runs on.
+cross:
+	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
+	GOOS=darwin GOARCH=amd64 $(GO) build ./...
+	GOOS=linux GOARCH=arm64 $(GO) build ./...
 
 box:
 	bash test/box/build-debian12.sh $(BOX)
