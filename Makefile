@@ -3,14 +3,16 @@ GO      ?= go
 # The test box is built from Debian's packages and cached here between runs.
 BOX     ?= /var/cache/devbox-test/debian12.qcow2
 BIN     := bin/devbox
+# How long make fuzz (part of make test) fuzzes the config parser.
+FUZZTIME ?= 20s
 
-.PHONY: build test test-unit lint cross test-e2e box bench demo clean
+.PHONY: build test test-unit lint cross fuzz test-e2e box bench demo clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/devbox
 
-## test: everything, unit and end-to-end (real libvirtd and QEMU VMs).
-test: test-unit test-e2e
+## test: everything: unit, a short fuzz run, end-to-end (real libvirtd and QEMU VMs).
+test: test-unit fuzz test-e2e
 
 ## test-unit: fast; no libvirt, no network.
 test-unit: lint cross
@@ -27,6 +29,10 @@ cross:
 	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
 	GOOS=darwin GOARCH=amd64 $(GO) build ./...
 	GOOS=linux GOARCH=arm64 $(GO) build ./...
+
+## fuzz: the config parser on generated input, for FUZZTIME.
+fuzz:
+	GO=$(GO) bash scripts/fuzz.sh FuzzParse ./internal/config/ $(FUZZTIME)
 
 box:
 	bash test/box/build-debian12.sh $(BOX)
