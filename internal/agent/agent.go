@@ -4,26 +4,23 @@
 // side through it: the Docker socket forward, configured and published
 // port forwards, reverse-SSHFS shared folders, and a local SSH
 // multiplexer that lets `devbox run` start commands without a handshake
-// with the guest.
+// with the guest. The multiplexer also answers status queries
+// (QueryStatus).
 package agent
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/devbox-vm/devbox/internal/config"
-	"github.com/devbox-vm/devbox/internal/dockerports"
-	"github.com/devbox-vm/devbox/internal/sharedfs"
 	"github.com/devbox-vm/devbox/sshutil"
 )
 
@@ -48,15 +45,77 @@ type Agent struct {
 	Forwards []config.Forward
 	Log      *log.Logger
 
-	mu      sync.Mutex
-	client  *sshutil.Client
-	changed chan struct{} // closed and replaced whenever client changes
+	timing timing // zero fields mean the defaults; tests shorten them
+
+	initOnce sync.Once
+
+	mu        sync.Mutex
+	published *publisher // set by Run
+	client    *sshutil.Client
+	changed   chan struct{} // closed and replaced whenever client or conn changes
+	conn      ConnStatus
+	everUp    bool // a connection was up once: upstream no longer waits
+	gen       int  // counts connections; stale mount updates are dropped
+	docker    ServiceStatus
+	mounts    []MountStatus   // as a.Mounts
+	forwards  []ForwardStatus // as a.Forwards
+}
+
+// timing holds the agent's delays.
+type timing struct {
+	dialBase, dialMax         time.Duration // between failed dials
+	mismatchBase, mismatchMax time.Duration // between dials that met another host key
+	firstConnect              time.Duration // how long upstream waits for the first connection
+	mountTimeout              time.Duration // for a shared folder to become a mount point
+	keepaliveEvery            time.Duration
+	keepaliveMissed           int
+}
+
+func (a *Agent) timings() timing {
+	t := a.timing
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&t.dialBase, 500*time.Millisecond)
+	def(&t.dialMax, 2*time.Second)
+	def(&t.mismatchBase, time.Second)
+	def(&t.mismatchMax, 30*time.Second)
+	def(&t.firstConnect, 30*time.Second)
+	def(&t.mountTimeout, 15*time.Second)
+	def(&t.keepaliveEvery, 5*time.Second)
+	if t.keepaliveMissed <= 0 {
+		t.keepaliveMissed = 3
+	}
+	return t
+}
+
+// init sets up the state Status reports; Run calls it, tests may too.
+func (a *Agent) init() {
+	a.initOnce.Do(func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.changed == nil {
+			a.changed = make(chan struct{})
+		}
+		a.conn = ConnStatus{State: ConnConnecting, Since: time.Now()}
+		a.docker = ServiceStatus{Path: filepath.Join(a.Dir, DockerSocket), State: Pending}
+		a.mounts = make([]MountStatus, len(a.Mounts))
+		for i, m := range a.Mounts {
+			a.mounts[i] = MountStatus{Host: m.Host, Mode: modeName(m), State: Pending, Reason: waitingReason}
+		}
+		a.forwards = make([]ForwardStatus, len(a.Forwards))
+		for i, f := range a.Forwards {
+			a.forwards[i] = ForwardStatus{Host: f.Host, Guest: f.Guest, State: Pending}
+		}
+	})
 }
 
 // Run serves until ctx ends. It returns an error only when it cannot
 // start (a socket it cannot create); a lost guest is retried for ever.
 func (a *Agent) Run(ctx context.Context) error {
-	a.changed = make(chan struct{})
+	a.init()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -73,28 +132,35 @@ func (a *Agent) Run(ctx context.Context) error {
 		control.Close()
 		return err
 	}
+	a.setDocker(Listening, "")
 	var wg sync.WaitGroup
 	start := func(fn func()) {
 		wg.Add(1)
 		go func() { defer wg.Done(); fn() }()
 	}
 	start(func() {
-		if err := sshutil.ServeProxy(ctx, control, hostKey, a.upstream); err != nil {
+		opts := sshutil.ProxyOptions{GlobalRequest: a.answer, Logf: a.Log.Printf}
+		if err := sshutil.ServeProxyWith(ctx, control, hostKey, a.upstream, opts); err != nil {
 			a.Log.Printf("control socket: %v", err)
 		}
 	})
 	start(func() { a.serveForward(ctx, docker, "docker socket", a.dialDocker) })
-	for _, f := range a.Forwards {
+	for i, f := range a.Forwards {
 		l, err := net.Listen("tcp", f.Host)
 		if err != nil {
 			a.Log.Printf("WARNING: forward %s → guest port %d: %v (the port is taken on the host; pick another in devbox.yaml)", f.Host, f.Guest, err)
+			a.setForward(i, Failed, fmt.Sprintf("%v (hint: the port is taken on the host; pick another in devbox.yaml)", err))
 			continue
 		}
 		guest := "127.0.0.1:" + strconv.Itoa(f.Guest)
 		a.Log.Printf("forwarding %s → guest %s", f.Host, guest)
+		a.setForward(i, Listening, "")
 		start(func() { a.serveForward(ctx, l, "forward "+f.Host, a.dialGuestTCP(guest)) })
 	}
 	published := newPublisher(ctx, a)
+	a.mu.Lock()
+	a.published = published
+	a.mu.Unlock()
 	start(func() { a.connectLoop(ctx, published) })
 
 	<-ctx.Done()
@@ -137,71 +203,173 @@ func listenUnix(path string) (net.Listener, error) {
 
 // connectLoop keeps one connection to the guest, reconnecting when it is
 // lost, and starts the per-connection services (mounts, published ports).
+// Failed dials back off: up to 2s while the guest boots or is off, up to
+// 30s when something presents another host key, since retrying that at
+// once only fills the log.
 func (a *Agent) connectLoop(ctx context.Context, published *publisher) {
-	first := true
+	t := a.timings()
+	var ready sync.Once
+	var delay time.Duration
+	lastErr := ""                   // the dial failure logged last
+	loggedKeys := map[string]bool{} // mismatching keys already logged
 	for ctx.Err() == nil {
-		c, err := sshutil.DialRetry(ctx, a.Target)
+		c, err := sshutil.Dial(ctx, a.Target)
 		if err != nil {
-			if ctx.Err() == nil {
-				a.Log.Printf("connect to guest: %v", err)
+			if ctx.Err() != nil {
+				return
 			}
+			var mm *sshutil.HostKeyMismatchError
+			if errors.As(err, &mm) {
+				delay = min(max(2*delay, t.mismatchBase), t.mismatchMax)
+				if !loggedKeys[mm.Got] {
+					loggedKeys[mm.Got] = true
+					a.Log.Printf("WARNING: %s presents host key %s %s, not the pinned %s %s: another program may listen on the guest's SSH port since the VM stopped, or the guest's host key changed; retrying every %v at most",
+						a.Target.Addr, mm.GotType, mm.Got, mm.WantType, mm.Want, t.mismatchMax)
+				}
+				a.setMismatch(mm)
+			} else {
+				delay = min(max(2*delay, t.dialBase), t.dialMax)
+				if k := errKey(err); k != lastErr {
+					lastErr = k
+					a.Log.Printf("connect to guest: %v; retrying", err)
+				}
+				a.setDialFailure(err)
+			}
+			timer := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+			case <-timer.C:
+			}
+			timer.Stop()
 			continue
 		}
+		delay, lastErr = 0, ""
+		clear(loggedKeys)
 		a.Log.Printf("connected to guest %s", a.Target.Addr)
 		cctx, cancel := context.WithCancel(ctx)
-		a.setClient(c)
+		gen := a.setClient(c)
 		var wg sync.WaitGroup
 		wg.Add(2)
-		go func() { defer wg.Done(); a.serveMounts(cctx, c) }()
+		settled := make(chan struct{})
+		go func() { defer wg.Done(); a.serveMounts(cctx, c, gen, settled) }()
 		go func() { defer wg.Done(); published.follow(cctx, c) }()
-		if first {
-			a.waitMounted(cctx)
-			os.WriteFile(filepath.Join(a.Dir, ReadyFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
-			first = false
-		}
+		go func() {
+			select {
+			case <-settled:
+				ready.Do(func() {
+					os.WriteFile(filepath.Join(a.Dir, ReadyFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+				})
+			case <-cctx.Done():
+			}
+		}()
+		kctx, stopKeepalive := context.WithCancel(cctx)
 		kerr := make(chan error, 1)
-		go func() { kerr <- c.Keepalive(cctx, 5*time.Second, 3) }()
+		go func() { kerr <- c.Keepalive(kctx, t.keepaliveEvery, t.keepaliveMissed) }()
+		var kaErr error
 		select {
 		case <-c.Done():
-			a.Log.Printf("connection to guest lost; reconnecting")
-		case err := <-kerr:
-			if err != nil {
-				a.Log.Printf("guest stopped answering keepalives (%v); reconnecting", err)
-			}
+			stopKeepalive()
+			kaErr = <-kerr
+		case kaErr = <-kerr:
 		case <-ctx.Done():
 		}
-		a.setClient(nil)
+		stopKeepalive()
+		reason := "connection lost"
+		if errors.Is(kaErr, sshutil.ErrKeepaliveUnanswered) {
+			reason = "keepalives unanswered"
+		}
+		a.lost(reason)
+		if ctx.Err() == nil {
+			a.Log.Printf("guest %s: %s; reconnecting", a.Target.Addr, reason)
+		}
 		cancel()
 		c.Close()
 		wg.Wait()
 	}
 }
 
-func (a *Agent) setClient(c *sshutil.Client) {
+// errKey is what tells two dial failures apart in the log: the error
+// without the local port, which differs each time.
+func errKey(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Op + " " + op.Net + ": " + op.Err.Error()
+	}
+	return err.Error()
+}
+
+// setClient makes c (nil for none) the connection upstream hands out,
+// and returns the new connection's generation.
+func (a *Agent) setClient(c *sshutil.Client) int {
+	a.init()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.client = c
+	if c != nil {
+		a.gen++
+		a.everUp = true
+		a.setConnLocked(ConnStatus{State: ConnUp})
+	}
+	a.signalLocked()
+	return a.gen
+}
+
+// signalLocked wakes those waiting in upstream.
+func (a *Agent) signalLocked() {
 	close(a.changed)
 	a.changed = make(chan struct{})
 }
 
-// upstream is the current connection, waiting a while for a reconnect.
+// upstream is the current connection. Without one it fails at once, so
+// devbox run and docker say why instead of hanging, except before the
+// first connection: up starts the agent right after the guest answered,
+// so that one is waited for (up to 30s).
 func (a *Agent) upstream(ctx context.Context) (*sshutil.Client, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+	a.init()
+	wait := time.NewTimer(a.timings().firstConnect)
+	defer wait.Stop()
 	for {
 		a.mu.Lock()
-		c, changed := a.client, a.changed
+		c, changed, st, everUp := a.client, a.changed, a.conn, a.everUp
 		a.mu.Unlock()
 		if c != nil {
 			return c, nil
 		}
+		if everUp || st.State == ConnHostKeyMismatch {
+			return nil, &UnreachableError{Conn: st}
+		}
 		select {
 		case <-changed:
+		case <-wait.C:
+			return nil, &UnreachableError{Conn: st}
 		case <-ctx.Done():
-			return nil, fmt.Errorf("no connection to the guest %s (hint: see %s)", a.Target.Addr, filepath.Join(a.Dir, LogFile))
+			return nil, &UnreachableError{Conn: st}
 		}
 	}
+}
+
+// UnreachableError is what the agent's services answer while it has no
+// connection to the guest.
+type UnreachableError struct {
+	Conn ConnStatus
+}
+
+func (e *UnreachableError) Error() string {
+	st := e.Conn
+	what := fmt.Sprintf("%s since %s", st.State, st.Since.Local().Format("15:04:05"))
+	if st.Reason != "" {
+		what += ": " + st.Reason
+	}
+	hint := "if the VM was halted or stopped, run devbox up"
+	if st.State == ConnHostKeyMismatch {
+		hint = "devbox status shows both keys; if the VM was stopped, run devbox up"
+	}
+	return fmt.Sprintf("instance not reachable: the agent has no connection to the guest (%s) (hint: %s)", what, hint)
+}
+
+// logKey makes forwards log an outage once, not once per connection.
+func (e *UnreachableError) logKey() string {
+	return e.Conn.State + " " + e.Conn.Since.String()
 }
 
 func (a *Agent) dialDocker(ctx context.Context) (net.Conn, error) {
@@ -219,221 +387,5 @@ func (a *Agent) dialGuestTCP(addr string) func(context.Context) (net.Conn, error
 			return nil, err
 		}
 		return c.DialTCP(ctx, addr)
-	}
-}
-
-// serveForward carries each connection accepted on l to what dial opens.
-func (a *Agent) serveForward(ctx context.Context, l net.Listener, what string, dial func(context.Context) (net.Conn, error)) {
-	for {
-		conn, err := l.Accept()
-		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				a.Log.Printf("%s: accept: %v", what, err)
-			}
-			return
-		}
-		go func() {
-			defer conn.Close()
-			remote, err := dial(ctx)
-			if err != nil {
-				a.Log.Printf("%s: %v", what, err)
-				return
-			}
-			defer remote.Close()
-			Pipe(conn, remote)
-		}()
-	}
-}
-
-// Pipe copies both ways until both directions end, passing half-closes on
-// (docker attach and HTTP upgrades rely on them).
-func Pipe(a, b net.Conn) {
-	var wg sync.WaitGroup
-	wg.Add(2)
-	cp := func(dst, src net.Conn) {
-		defer wg.Done()
-		io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		} else {
-			dst.Close()
-		}
-	}
-	go cp(a, b)
-	go cp(b, a)
-	wg.Wait()
-}
-
-// serveMounts mounts each shared folder in the guest over c, serving its
-// files from here, until ctx ends or the mount commands exit.
-func (a *Agent) serveMounts(ctx context.Context, c *sshutil.Client) {
-	if len(a.Mounts) == 0 {
-		return
-	}
-	uid, gid, err := GuestIDs(ctx, c)
-	if err != nil {
-		a.Log.Printf("mounts: %v", err)
-		return
-	}
-	var wg sync.WaitGroup
-	for _, m := range a.Mounts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a.Log.Printf("serving %s to the guest (%s)", m.Host, m.Mode)
-			if err := ServeMount(ctx, c, m, uid, gid); err != nil && ctx.Err() == nil {
-				a.Log.Printf("mount %s: %v", m.Host, err)
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-// GuestIDs is the uid and gid of the user c is logged in as.
-func GuestIDs(ctx context.Context, c *sshutil.Client) (uid, gid int, err error) {
-	out, err := c.Output(ctx, "id -u; id -g")
-	if err != nil {
-		return 0, 0, fmt.Errorf("guest user ids: %w", err)
-	}
-	f := strings.Fields(string(out))
-	if len(f) != 2 {
-		return 0, 0, fmt.Errorf("guest user ids: unexpected output of id: %q", out)
-	}
-	uid, _ = strconv.Atoi(f[0])
-	gid, _ = strconv.Atoi(f[1])
-	return uid, gid, nil
-}
-
-// ServeMount mounts m in the guest at the same path (replacing a stale
-// mount left by a dead agent) and serves its files from this process
-// until ctx ends or sshfs in the guest exits.
-func ServeMount(ctx context.Context, c *sshutil.Client, m config.Mount, uid, gid int) error {
-	cmd := sharedfs.MountCommand(m.Host, m.Host, m.ReadOnly(), uid, gid)
-	rwc, wait, err := c.Pipe(ctx, cmd)
-	if err != nil {
-		return err
-	}
-	done := make(chan error, 1)
-	go func() { done <- sharedfs.Serve(ctx, rwc, m.Host, m.ReadOnly()) }()
-	var serveErr error
-	select {
-	case serveErr = <-done:
-	case <-ctx.Done():
-	}
-	rwc.Close()
-	code, err := wait()
-	if ctx.Err() != nil {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("sshfs in the guest ended (exit %d): %w", code, err)
-	}
-	return serveErr
-}
-
-// waitMounted waits (bounded) until the guest sees every shared folder
-// as a mount point, so `up` returns with them usable.
-func (a *Agent) waitMounted(ctx context.Context) {
-	if len(a.Mounts) == 0 {
-		return
-	}
-	c, err := a.upstream(ctx)
-	if err != nil {
-		return
-	}
-	var checks []string
-	for _, m := range a.Mounts {
-		checks = append(checks, "mountpoint -q "+shellQuote(m.Host))
-	}
-	script := fmt.Sprintf("for i in $(seq 1 150); do if %s; then exit 0; fi; sleep 0.1; done; exit 1", strings.Join(checks, " && "))
-	if code, err := c.Run(ctx, script, nil, nil, nil); err != nil || code != 0 {
-		a.Log.Printf("WARNING: shared folders not mounted in the guest after 15s (exit %d, %v): is sshfs installed there? devbox provision installs it", code, err)
-	}
-}
-
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// publisher mirrors ports that containers publish in the guest on the
-// host's 127.0.0.1.
-type publisher struct {
-	ctx       context.Context // the agent's: listeners outlive a connection
-	a         *Agent
-	mu        sync.Mutex
-	listeners map[int]net.Listener
-	reserved  map[int]bool // host ports of configured forwards
-}
-
-func newPublisher(ctx context.Context, a *Agent) *publisher {
-	p := &publisher{ctx: ctx, a: a, listeners: map[int]net.Listener{}, reserved: map[int]bool{}}
-	for _, f := range a.Forwards {
-		if _, port, err := net.SplitHostPort(f.Host); err == nil {
-			n, _ := strconv.Atoi(port)
-			p.reserved[n] = true
-		}
-	}
-	return p
-}
-
-// follow watches the engine's events over c until ctx ends.
-func (p *publisher) follow(ctx context.Context, c *sshutil.Client) {
-	dial := func(ctx context.Context) (net.Conn, error) { return c.DialUnix(ctx, GuestDockerSocket) }
-	lastErr := ""
-	for ctx.Err() == nil {
-		err := dockerports.Watch(ctx, dial, p.update)
-		if ctx.Err() != nil {
-			return
-		}
-		// The engine restarted or is not up yet: try again shortly, and
-		// say so once per kind of failure, not every two seconds.
-		if err.Error() != lastErr {
-			p.a.Log.Printf("docker events: %v; retrying", err)
-			lastErr = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(2 * time.Second):
-		}
-	}
-}
-
-func (p *publisher) update(ports []dockerports.Port) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	want := map[int]dockerports.Port{}
-	for _, port := range ports {
-		want[port.HostPort] = port
-	}
-	for n, l := range p.listeners {
-		if _, ok := want[n]; !ok {
-			l.Close()
-			delete(p.listeners, n)
-			p.a.Log.Printf("stopped forwarding published port %d", n)
-		}
-	}
-	for n, port := range want {
-		if _, ok := p.listeners[n]; ok || p.reserved[n] {
-			continue
-		}
-		addr := "127.0.0.1:" + strconv.Itoa(n)
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			p.a.Log.Printf("WARNING: container %s publishes port %d, but %s is taken on the host: not forwarded", port.Container, n, addr)
-			continue
-		}
-		p.listeners[n] = l
-		p.a.Log.Printf("forwarding %s → container %s (published port %d)", addr, port.Container, n)
-		go p.a.serveForward(p.ctx, l, fmt.Sprintf("published port %d", n), p.a.dialGuestTCP(addr))
-	}
-}
-
-func (p *publisher) closeAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for n, l := range p.listeners {
-		l.Close()
-		delete(p.listeners, n)
 	}
 }

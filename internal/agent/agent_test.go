@@ -1,14 +1,12 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -74,18 +72,6 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 func TestPublisherFollowsTheSet(t *testing.T) {
 	var logs syncBuffer
 	reserved, free, taken := freePort(t), freePort(t), 0
@@ -97,7 +83,6 @@ func TestPublisherFollowsTheSet(t *testing.T) {
 	taken = squat.Addr().(*net.TCPAddr).Port
 
 	a := &Agent{Log: log.New(&logs, "", 0), Forwards: []config.Forward{{Host: "127.0.0.1:" + strconv.Itoa(reserved), Guest: 80}}}
-	a.changed = make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p := newPublisher(ctx, a)

@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/sharedfs"
+	"github.com/devbox-vm/devbox/sshutil"
+)
+
+// serveMounts mounts each shared folder in the guest over c, connection
+// gen, serving its files from here, until ctx ends or the mount commands
+// exit. settled is closed once each folder is mounted or has failed.
+func (a *Agent) serveMounts(ctx context.Context, c *sshutil.Client, gen int, settled chan<- struct{}) {
+	var pending sync.WaitGroup
+	pending.Add(len(a.Mounts))
+	go func() { pending.Wait(); close(settled) }()
+	if len(a.Mounts) == 0 {
+		return
+	}
+	uid, gid, err := GuestIDs(ctx, c)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.Log.Printf("mounts: %v", err)
+		}
+		for i := range a.Mounts {
+			a.setMount(gen, i, Failed, err.Error())
+			pending.Done()
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for i, m := range a.Mounts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.serveMount(ctx, c, gen, i, m, uid, gid, sync.OnceFunc(pending.Done))
+		}()
+	}
+	wg.Wait()
+}
+
+// serveMount serves shared folder i and records its state: mounted once
+// the guest sees a mount point, failed when it does not in time or when
+// sshfs exits. settle is called once the state is one of those (or ctx
+// ended).
+func (a *Agent) serveMount(ctx context.Context, c *sshutil.Client, gen, i int, m config.Mount, uid, gid int, settle func()) {
+	defer settle()
+	a.Log.Printf("serving %s to the guest (%s)", m.Host, modeName(m))
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- ServeMount(mctx, c, m, uid, gid) }()
+	checked := make(chan error, 1)
+	go func() { checked <- a.checkMounted(mctx, c, m.Host) }()
+
+	var err error
+	select {
+	case cerr := <-checked:
+		if ctx.Err() == nil {
+			if cerr == nil {
+				a.Log.Printf("shared folder %s mounted in the guest", m.Host)
+				a.setMount(gen, i, Mounted, "")
+			} else {
+				a.Log.Printf("WARNING: shared folder %s: %v", m.Host, cerr)
+				a.setMount(gen, i, Failed, cerr.Error())
+			}
+		}
+		settle()
+		err = <-served
+	case err = <-served:
+		cancel()
+		<-checked
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	a.Log.Printf("mount %s: %s", m.Host, sshfsFailure(err))
+	a.setMount(gen, i, Failed, sshfsFailure(err))
+}
+
+// sshfsFailure says why ServeMount returned (err) while the connection
+// was still up: sshfs's exit status and the end of its stderr rather
+// than the whole mount command line.
+func sshfsFailure(err error) string {
+	var exit *sshutil.ExitError
+	switch {
+	case err == nil:
+		return "sshfs in the guest exited (was the folder unmounted there?)"
+	case errors.As(err, &exit):
+		msg := fmt.Sprintf("sshfs in the guest exited with status %d", exit.Status)
+		if tail := stderrTail(exit.Stderr); tail != "" {
+			msg += ": " + tail
+		}
+		if exit.Status == 127 || strings.Contains(exit.Stderr, "not found") {
+			msg += " (hint: is sshfs installed in the guest? devbox provision installs it)"
+		}
+		return msg
+	default:
+		return err.Error()
+	}
+}
+
+// stderrTail is the last few lines of a command's stderr, on one line.
+func stderrTail(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > 3 {
+		lines = lines[len(lines)-3:]
+	}
+	tail := strings.Join(lines, " | ")
+	if len(tail) > 500 {
+		tail = "..." + tail[len(tail)-500:]
+	}
+	return tail
+}
+
+// checkMounted waits (bounded) until the guest sees path as a mount
+// point.
+func (a *Agent) checkMounted(ctx context.Context, c *sshutil.Client, path string) error {
+	timeout := a.timings().mountTimeout
+	tries := max(1, int(timeout/(100*time.Millisecond)))
+	script := fmt.Sprintf("for i in $(seq 1 %d); do if mountpoint -q %s; then exit 0; fi; sleep 0.1; done; exit 1", tries, shellQuote(path))
+	// A hung mount of a previous connection can block mountpoint itself.
+	ctx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
+	defer cancel()
+	code, err := c.Run(ctx, script, nil, nil, nil)
+	if err != nil {
+		return fmt.Errorf("check that %s is mounted in the guest: %w", path, err)
+	}
+	if code != 0 {
+		return fmt.Errorf("not a mount point after %v: is sshfs installed in the guest? (devbox provision installs it)", timeout)
+	}
+	return nil
+}
+
+// GuestIDs is the uid and gid of the user c is logged in as.
+func GuestIDs(ctx context.Context, c *sshutil.Client) (uid, gid int, err error) {
+	out, err := c.Output(ctx, "id -u; id -g")
+	if err != nil {
+		return 0, 0, fmt.Errorf("guest user ids: %w", err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		return 0, 0, fmt.Errorf("guest user ids: unexpected output of id: %q", out)
+	}
+	uid, _ = strconv.Atoi(f[0])
+	gid, _ = strconv.Atoi(f[1])
+	return uid, gid, nil
+}
+
+// ServeMount mounts m in the guest at the same path (replacing a stale
+// mount left by a dead agent) and serves its files from this process
+// until ctx ends or sshfs in the guest exits.
+func ServeMount(ctx context.Context, c *sshutil.Client, m config.Mount, uid, gid int) error {
+	cmd := sharedfs.MountCommand(m.Host, m.Host, m.ReadOnly(), uid, gid)
+	rwc, wait, err := c.Pipe(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- sharedfs.Serve(ctx, rwc, m.Host, m.ReadOnly()) }()
+	var serveErr error
+	select {
+	case serveErr = <-done:
+	case <-ctx.Done():
+	}
+	rwc.Close()
+	code, err := wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sshfs in the guest ended (exit %d): %w", code, err)
+	}
+	return serveErr
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
