@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/devbox-vm/devbox/internal/instance"
 	"github.com/devbox-vm/devbox/vm"
@@ -30,12 +27,10 @@ func (a *app) destroyCommand() *cobra.Command {
 					return in.Destroy(a.ctx)
 				}
 				if !force {
-					if a.stdin == nil || !term.IsTerminal(int(a.stdin.Fd())) {
+					if !a.onTerminal() {
 						return fmt.Errorf("destroy instance %q: refusing without confirmation (hint: devbox destroy -f)", in.Name())
 					}
-					fmt.Fprintf(a.stderr, "Destroy instance %q and everything in it? [y/N] ", in.Name())
-					answer, _ := bufio.NewReader(a.stdin).ReadString('\n')
-					if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+					if !a.confirm(fmt.Sprintf("Destroy instance %q and everything in it?", in.Name())) {
 						return fmt.Errorf("destroy instance %q: not confirmed", in.Name())
 					}
 				}

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/devbox-vm/devbox/internal/cli"
 	"github.com/devbox-vm/devbox/internal/config"
@@ -111,4 +114,17 @@ func (a *app) withInstance(fn func(*instance.Instance) error) error {
 	}
 	defer in.Close()
 	return fn(in)
+}
+
+// onTerminal reports whether a person can answer a question on stdin.
+func (a *app) onTerminal() bool {
+	return a.stdin != nil && term.IsTerminal(int(a.stdin.Fd()))
+}
+
+// confirm asks a yes/no question on stderr; only y or yes is yes.
+func (a *app) confirm(question string) bool {
+	fmt.Fprintf(a.stderr, "%s [y/N] ", question)
+	answer, _ := bufio.NewReader(a.stdin).ReadString('\n')
+	answer = strings.ToLower(strings.TrimSpace(answer))
+	return answer == "y" || answer == "yes"
 }

@@ -3,10 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/devbox-vm/devbox/internal/agent"
 	"github.com/devbox-vm/devbox/internal/instance"
 	"github.com/devbox-vm/devbox/vm"
 )
@@ -25,6 +27,8 @@ type statusReport struct {
 	ConsoleLog string `json:"console_log,omitempty"`
 	Agent      string `json:"agent,omitempty"`
 	DockerHost string `json:"docker_host,omitempty"`
+	// AgentStatus is what the running agent reports of itself.
+	AgentStatus *agent.Status `json:"agent_status,omitempty"`
 }
 
 func (a *app) statusCommand() *cobra.Command {
@@ -43,8 +47,16 @@ func (a *app) statusCommand() *cobra.Command {
 				if info.State != vm.StateNotCreated {
 					r.SSHPort, r.User, r.Accel = info.SSHPort, info.User, info.Accel
 					r.CPUs, r.MemoryMiB, r.ConsoleLog = info.CPUs, info.MemoryMiB, info.ConsoleLog
-					r.Agent = in.Agent(a.ctx).String()
+					as := in.Agent(a.ctx)
+					r.Agent = as.String()
 					r.DockerHost = "unix://" + in.DockerSocket()
+					if as.Running {
+						if st, err := agent.QueryStatus(a.ctx, in.Dir()); err == nil {
+							r.AgentStatus = &st
+						} else {
+							r.Agent += fmt.Sprintf(" (status: %v)", err)
+						}
+					}
 				}
 				if asJSON {
 					enc := json.NewEncoder(a.stdout)
@@ -70,6 +82,40 @@ func printStatus(a *app, r statusReport) error {
 		fmt.Fprintf(w, "console log:\t%s\n", r.ConsoleLog)
 		fmt.Fprintf(w, "agent:\t%s\n", r.Agent)
 		fmt.Fprintf(w, "docker host:\t%s\n", r.DockerHost)
+		if st := r.AgentStatus; st != nil {
+			printAgentStatus(w, st)
+		}
 	}
 	return w.Flush()
+}
+
+// printAgentStatus shows what the agent serves and what failed, and why.
+func printAgentStatus(w io.Writer, st *agent.Status) {
+	c := st.Connection
+	line := fmt.Sprintf("%s since %s", c.State, c.Since.Local().Format("15:04:05"))
+	if c.Reason != "" {
+		line += ": " + c.Reason
+	}
+	if c.WantHostKey != "" || c.GotHostKey != "" {
+		line += fmt.Sprintf(" (pinned %s, the guest showed %s)", c.WantHostKey, c.GotHostKey)
+	}
+	fmt.Fprintf(w, "connection:\t%s\n", line)
+	fmt.Fprintf(w, "docker socket:\t%s\n", stateLine(st.Docker.State, st.Docker.Reason))
+	for _, m := range st.Mounts {
+		fmt.Fprintf(w, "shared folder:\t%s (%s): %s\n", m.Host, m.Mode, stateLine(m.State, m.Reason))
+	}
+	for _, f := range st.Forwards {
+		what := fmt.Sprintf("%s → guest port %d", f.Host, f.Guest)
+		if f.Container != "" {
+			what = fmt.Sprintf("%s → container %s", f.Host, f.Container)
+		}
+		fmt.Fprintf(w, "forward:\t%s: %s\n", what, stateLine(f.State, f.Reason))
+	}
+}
+
+func stateLine(state, reason string) string {
+	if reason == "" {
+		return state
+	}
+	return state + ": " + reason
 }

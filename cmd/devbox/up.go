@@ -9,7 +9,7 @@ import (
 )
 
 func (a *app) upCommand() *cobra.Command {
-	var prov, noProv, noContext bool
+	var prov, noProv, noContext, acceptShares bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Create, start and provision the instance (a running one is left as it is)",
@@ -25,7 +25,11 @@ func (a *app) upCommand() *cobra.Command {
 				mode = instance.ProvisionSkip
 			}
 			return a.withInstance(func(in *instance.Instance) error {
-				if err := in.Up(a.ctx, instance.UpOptions{Provision: mode, NoContext: noContext}); err != nil {
+				opts := instance.UpOptions{Provision: mode, NoContext: noContext, AcceptShares: acceptShares}
+				if a.onTerminal() {
+					opts.Confirm = a.confirm
+				}
+				if err := in.Up(a.ctx, opts); err != nil {
 					return err
 				}
 				fmt.Fprintf(a.stderr, "instance %q is up: devbox ssh opens a shell\n", in.Name())
@@ -36,5 +40,6 @@ func (a *app) upCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&prov, "provision", false, "run provisioning even if the instance was provisioned before")
 	cmd.Flags().BoolVar(&noProv, "no-provision", false, "do not provision")
 	cmd.Flags().BoolVar(&noContext, "no-context", false, "do not create or update the instance's Docker context")
+	cmd.Flags().BoolVar(&acceptShares, "accept-shares", false, "accept shared folders and forwards in devbox.yaml that reach further than accepted before")
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,13 +159,19 @@ func GuestIDs(ctx context.Context, c *sshutil.Client) (uid, gid int, err error) 
 // mount left by a dead agent) and serves its files from this process
 // until ctx ends or sshfs in the guest exits.
 func ServeMount(ctx context.Context, c *sshutil.Client, m config.Mount, uid, gid int) error {
+	// The accepted path was resolved when the user accepted it; if a
+	// symlink now stands anywhere on it, it may lead elsewhere: refuse.
+	if real, err := filepath.EvalSymlinks(m.Host); err != nil || real != m.Host {
+		return fmt.Errorf("shared folder %s no longer is the folder that was accepted (now %q, %v): not served (hint: devbox up checks it again)", m.Host, real, err)
+	}
 	cmd := sharedfs.MountCommand(m.Host, m.Host, m.ReadOnly(), uid, gid)
 	rwc, wait, err := c.Pipe(ctx, cmd)
 	if err != nil {
 		return err
 	}
 	done := make(chan error, 1)
-	go func() { done <- sharedfs.Serve(ctx, rwc, m.Host, m.ReadOnly()) }()
+	opts := sharedfs.Options{ReadOnly: m.ReadOnly(), GuestUID: uid, GuestGID: gid}
+	go func() { done <- sharedfs.ServeOptions(ctx, rwc, m.Host, opts) }()
 	var serveErr error
 	select {
 	case serveErr = <-done:

@@ -2,18 +2,19 @@ package instance
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/devbox-vm/devbox/internal/agent"
+	"github.com/devbox-vm/devbox/internal/lockfile"
 	"github.com/devbox-vm/devbox/sshutil"
+	"github.com/devbox-vm/devbox/vm"
 )
 
 // AgentSocket is the agent's SSH multiplexer; DockerSocket its forward.
@@ -21,6 +22,7 @@ func (in *Instance) AgentSocket() string  { return filepath.Join(in.Dir(), agent
 func (in *Instance) DockerSocket() string { return filepath.Join(in.Dir(), agent.DockerSocket) }
 func (in *Instance) agentLog() string     { return filepath.Join(in.Dir(), agent.LogFile) }
 func (in *Instance) agentPIDFile() string { return filepath.Join(in.Dir(), agent.PIDFile) }
+func (in *Instance) agentStderr() string  { return filepath.Join(in.Dir(), "agent.stderr") }
 
 // AgentState is the agent's status from live facts: its process and its
 // socket.
@@ -37,29 +39,23 @@ func (s AgentState) String() string {
 	return "not running: " + s.Reason
 }
 
-// Agent reports whether the agent runs and answers on its socket.
+// Agent reports whether the agent runs and answers on its socket. The
+// agent holds a lock on its pid file for as long as it lives, so a stale
+// file whose pid was reused by another process is never taken for it.
 func (in *Instance) Agent(ctx context.Context) AgentState {
-	pid, err := readPID(in.agentPIDFile())
-	if err != nil {
+	h, ok := lockfile.ReadHolder(in.agentPIDFile())
+	if !ok {
 		return AgentState{Reason: "never started (devbox up starts it)"}
 	}
-	if syscall.Kill(pid, 0) != nil {
-		return AgentState{PID: pid, Reason: fmt.Sprintf("process %d is gone (see %s; devbox up restarts it)", pid, in.agentLog())}
+	if !lockfile.Held(in.agentPIDFile()) {
+		return AgentState{PID: h.PID, Reason: fmt.Sprintf("process %d is gone (see %s; devbox up restarts it)", h.PID, in.agentLog())}
 	}
 	c, err := in.dialAgent(ctx)
 	if err != nil {
-		return AgentState{PID: pid, Reason: fmt.Sprintf("process %d does not answer on %s: %v", pid, in.AgentSocket(), err)}
+		return AgentState{PID: h.PID, Reason: fmt.Sprintf("process %d does not answer on %s: %v", h.PID, in.AgentSocket(), err)}
 	}
 	c.Close()
-	return AgentState{Running: true, PID: pid}
-}
-
-func readPID(path string) (int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(strings.TrimSpace(string(b)))
+	return AgentState{Running: true, PID: h.PID}
 }
 
 // dialAgent connects to the agent's multiplexer, pinning its host key.
@@ -73,37 +69,58 @@ func (in *Instance) dialAgent(ctx context.Context) (*sshutil.Client, error) {
 	return sshutil.DialProxy(dctx, in.AgentSocket(), kp.Public)
 }
 
-// agentConfigFile records what the running agent serves, so a changed
-// devbox.yaml (mounts, forwards) gets a fresh agent on the next up.
+// agentConfigFile records what the running agent serves, so that newly
+// accepted shares (mounts, forwards) get a fresh agent on the next up.
 func (in *Instance) agentConfigFile() string { return filepath.Join(in.Dir(), "agent.config") }
 
-// agentConfig is the part of the config the agent serves, as one line.
-func (in *Instance) agentConfig() string {
-	return fmt.Sprintf("mounts=%v forwards=%v\n", in.Cfg.Mounts, in.Cfg.Forwards)
+// agentConfig is what an agent serves: the accepted shares and the
+// guest's SSH port (which moves when it was taken while the VM was off).
+func (in *Instance) agentConfig(sshPort int) (string, error) {
+	accepted, err := os.ReadFile(in.sharesFile())
+	if err != nil {
+		return "", fmt.Errorf("start agent: accepted shares: %w (hint: devbox up records them)", err)
+	}
+	return fmt.Sprintf("%sssh-port=%d\n", accepted, sshPort), nil
 }
 
 // StartAgent starts the agent detached unless one already answers with
-// the current mounts and forwards, and waits until it serves (shared
-// folders mounted) or fails.
+// the accepted shares, and waits until it serves them: connected to the
+// guest, every shared folder mounted or failed. A folder or forward that
+// failed is an error naming it; the VM and the agent are left running.
 func (in *Instance) StartAgent(ctx context.Context) error {
+	info, err := in.Inspect(ctx)
+	if err != nil {
+		return err
+	}
+	want, err := in.agentConfig(info.SSHPort)
+	if err != nil {
+		return err
+	}
 	if in.Agent(ctx).Running {
 		served, _ := os.ReadFile(in.agentConfigFile())
-		if string(served) == in.agentConfig() {
-			return nil
+		st, qerr := agent.QueryStatus(ctx, in.Dir())
+		switch {
+		case string(served) != want:
+			in.Status.Infof("shared folders, forwards or the SSH port changed: restarting the agent")
+		case qerr == nil && agentFailures(st) != nil:
+			in.Status.Infof("the agent could not serve everything before: restarting it")
+		default:
+			return in.waitAgent(ctx, nil)
 		}
-		in.Status.Infof("mounts or forwards changed in %s: restarting the agent", in.Cfg.File)
 	}
 	in.StopAgent() // a stale, hung or outdated one
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("start agent: %w", err)
 	}
-	logf, err := os.OpenFile(in.agentLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	// The agent writes and rotates agent.log itself; its stderr (an
+	// error before the log is open, a panic) goes to a file of its own
+	// that rotation never moves.
+	logf, err := os.OpenFile(in.agentStderr(), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("start agent: %w", err)
 	}
 	defer logf.Close()
-	os.Remove(filepath.Join(in.Dir(), agent.ReadyFile))
 	cmd := exec.Command(self, "agent", "--config", in.Cfg.File)
 	cmd.Env = append(os.Environ(), "DEVBOX_HOME="+in.Home.State)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -112,55 +129,103 @@ func (in *Instance) StartAgent(ctx context.Context) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start agent: %w", err)
 	}
+	vm.Checkpoint("agent")
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	if err := in.waitAgent(ctx, exited); err != nil {
+		if ctx.Err() != nil {
+			cmd.Process.Kill()
+		}
+		return err
+	}
+	return nil
+}
 
+// waitAgent waits until the agent is connected to the guest and every
+// shared folder is mounted or has failed, then reports what failed.
+// exited, when not nil, tells that the agent process ended.
+func (in *Instance) waitAgent(ctx context.Context, exited <-chan error) error {
 	deadline := time.NewTimer(2 * time.Minute)
 	defer deadline.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	var last agent.Status
+	var lastErr error
 	for {
 		select {
 		case err := <-exited:
-			return fmt.Errorf("agent exited at start (%v): %s (hint: full log in %s)", err, lastLines(in.agentLog(), 5), in.agentLog())
+			return fmt.Errorf("agent exited at start (%v): %s (hint: full log in %s)", err, lastLines(in.agentStderr(), 5), in.agentLog())
 		case <-deadline.C:
-			return fmt.Errorf("agent did not become ready within 2m (hint: see %s)", in.agentLog())
+			why := fmt.Sprintf("connection %s", last.Connection.State)
+			if last.Connection.Reason != "" {
+				why += ": " + last.Connection.Reason
+			}
+			if lastErr != nil {
+				why = lastErr.Error()
+			}
+			return fmt.Errorf("agent did not serve within 2m (%s) (hint: see %s)", why, in.agentLog())
 		case <-ctx.Done():
-			cmd.Process.Kill()
 			return ctx.Err()
 		case <-tick.C:
-			if b, err := os.ReadFile(filepath.Join(in.Dir(), agent.ReadyFile)); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(cmd.Process.Pid) {
-				return nil
-			}
 		}
+		st, err := agent.QueryStatus(ctx, in.Dir())
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		last, lastErr = st, nil
+		if st.Connection.State != "up" || mountsPending(st) {
+			continue
+		}
+		return agentFailures(st)
 	}
 }
 
-// StopAgent ends the agent (TERM, then KILL after 10 s) and removes its
-// sockets and pid file. A missing agent is fine.
+// StopAgent ends the agent of this instance (TERM, then KILL after 10 s)
+// and removes its sockets and pid file. A missing agent is fine, and a
+// pid file nobody holds is stale: its pid may belong to another program
+// by now, which is never signalled.
 func (in *Instance) StopAgent() {
 	defer func() {
 		for _, f := range []string{agent.PIDFile, agent.ReadyFile, agent.ControlSocket, agent.DockerSocket, "agent.config"} {
 			os.Remove(filepath.Join(in.Dir(), f))
 		}
 	}()
-	pid, err := readPID(in.agentPIDFile())
-	if err != nil || syscall.Kill(pid, 0) != nil {
+	pidFile := in.agentPIDFile()
+	h, ok := lockfile.ReadHolder(pidFile)
+	if !ok || !lockfile.Held(pidFile) {
 		return
 	}
-	syscall.Kill(pid, syscall.SIGTERM)
+	syscall.Kill(h.PID, syscall.SIGTERM)
 	for i := 0; i < 100; i++ {
-		if syscall.Kill(pid, 0) != nil {
+		if !lockfile.Held(pidFile) {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	syscall.Kill(pid, syscall.SIGKILL)
+	if lockfile.Held(pidFile) {
+		syscall.Kill(h.PID, syscall.SIGKILL)
+	}
 }
 
 // ServeAgent is the body of the hidden `devbox agent` command: it serves
-// the running instance until ctx ends.
+// the running instance's accepted shares until ctx ends or the instance
+// folder goes (destroy).
 func (in *Instance) ServeAgent(ctx context.Context) error {
+	logger, closeLog, err := agent.OpenLog(in.agentLog(), agent.DefaultLogMax)
+	if err != nil {
+		return err
+	}
+	defer closeLog.Close()
+	pid, err := lockfile.TryLock(in.agentPIDFile(), "devbox agent of "+in.Name())
+	if errors.Is(err, lockfile.ErrHeld) {
+		h, _ := lockfile.ReadHolder(in.agentPIDFile())
+		return fmt.Errorf("another agent serves instance %q (%s)", in.Name(), h)
+	}
+	if err != nil {
+		return err
+	}
+	defer pid.Unlock()
 	info, err := in.running(ctx)
 	if err != nil {
 		return err
@@ -170,17 +235,54 @@ func (in *Instance) ServeAgent(ctx context.Context) error {
 		return err
 	}
 	in.Close() // libvirt is not needed any more
-	if err := os.WriteFile(in.agentPIDFile(), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+	// Serve what the user accepted, never devbox.yaml directly: the VM
+	// can write that file.
+	shares, ok, err := in.AcceptedShares()
+	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(in.agentConfigFile(), []byte(in.agentConfig()), 0o600); err != nil {
+	if !ok {
+		return fmt.Errorf("instance %q has no accepted shares (hint: devbox up)", in.Name())
+	}
+	served, err := in.agentConfig(info.SSHPort)
+	if err != nil {
 		return err
 	}
-	a := &agent.Agent{Dir: in.Dir(), Target: t, Mounts: in.Cfg.Mounts, Forwards: in.Cfg.Forwards, Log: newAgentLogger()}
+	if err := os.WriteFile(in.agentConfigFile(), []byte(served), 0o600); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go in.exitWhenDestroyed(ctx, cancel)
+	a := &agent.Agent{Dir: in.Dir(), Target: t, Mounts: shares.Mounts, Forwards: shares.Forwards, Log: logger}
 	a.Log.Printf("agent for instance %q starting (pid %d)", in.Name(), os.Getpid())
 	err = a.Run(ctx)
 	a.Log.Printf("agent stopping: %v", errOrNil(err))
 	return err
+}
+
+// exitWhenDestroyed ends the agent when its pid file is gone: a destroy
+// that ran while the agent was still starting (after a kill -9 of up)
+// could not signal it, and nothing may be left serving a removed instance.
+func (in *Instance) exitWhenDestroyed(ctx context.Context, stop func()) {
+	first, err := os.Stat(in.agentPIDFile())
+	if err != nil {
+		stop()
+		return
+	}
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if now, err := os.Stat(in.agentPIDFile()); err != nil || !os.SameFile(first, now) {
+			stop()
+			return
+		}
+	}
 }
 
 func errOrNil(err error) string {
@@ -203,9 +305,47 @@ func lastLines(path string, n int) string {
 	return strings.Join(lines, " | ")
 }
 
-func newAgentLogger() *log.Logger { return log.New(os.Stderr, "", log.LstdFlags) }
-
 // setDetached makes cmd its own session, so it outlives the terminal.
 func setDetached(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+}
+
+// mountsPending reports whether a shared folder is neither mounted nor
+// failed yet.
+func mountsPending(st agent.Status) bool {
+	for _, m := range st.Mounts {
+		if m.State != "mounted" && m.State != "failed" {
+			return true
+		}
+	}
+	return false
+}
+
+// agentFailures names every shared folder and forward the agent could not
+// serve, with the reason, or returns nil.
+func agentFailures(st agent.Status) error {
+	var lines []string
+	for _, m := range st.Mounts {
+		if m.State == "failed" {
+			lines = append(lines, fmt.Sprintf("shared folder %s: %s", m.Host, m.Reason))
+		}
+	}
+	for _, f := range st.Forwards {
+		// A port a container publishes may be taken by another program on
+		// the host; status shows it, but up cannot fix it.
+		if f.State == "failed" && f.Container == "" {
+			what := fmt.Sprintf("forward %s → guest port %d", f.Host, f.Guest)
+			if f.Container != "" {
+				what = fmt.Sprintf("published port %s of container %s", f.Host, f.Container)
+			}
+			lines = append(lines, what+": "+f.Reason)
+		}
+	}
+	if st.Docker.State == "failed" {
+		lines = append(lines, fmt.Sprintf("docker socket %s: %s", st.Docker.Path, st.Docker.Reason))
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the VM is up, but the agent could not serve:\n  - %s\n(hint: fix the cause, then devbox up again; devbox status shows the agent's state)", strings.Join(lines, "\n  - "))
 }

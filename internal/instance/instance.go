@@ -30,6 +30,9 @@ type Instance struct {
 	Home    Home
 	Status  *cli.Status
 	Connect Connector
+	// LockTimeout bounds the wait for another command on this instance;
+	// zero means DefaultLockTimeout.
+	LockTimeout time.Duration
 
 	driver vm.Driver
 }
@@ -172,6 +175,11 @@ func (in *Instance) SSH(ctx context.Context, args []string, stdin *os.File, stdo
 // Halt stops the instance: a clean poweroff over SSH first, then ACPI,
 // then forced off. force skips straight to forced off.
 func (in *Instance) Halt(ctx context.Context, force bool, timeout time.Duration) error {
+	lk, err := in.lock(ctx, "halt")
+	if err != nil {
+		return err
+	}
+	defer in.unlock(lk)
 	info, err := in.Inspect(ctx)
 	if err != nil {
 		return err
@@ -227,15 +235,24 @@ func (in *Instance) Destroy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	lk, err := in.lock(ctx, "destroy")
+	if err != nil {
+		return err
+	}
+	defer in.unlock(lk)
 	return in.Status.Step(fmt.Sprintf("Destroying instance %q", in.Name()), func() error {
 		in.StopAgent()
 		in.RemoveDockerContext(ctx)
+		// Delete also removes volumes left by a create that was killed
+		// before it defined the domain.
 		if err := d.Delete(ctx, in.Domain()); err != nil && !errors.Is(err, vm.ErrNotFound) {
 			return err
 		}
 		if err := os.RemoveAll(in.Dir()); err != nil {
 			return fmt.Errorf("remove instance folder %s: %w", in.Dir(), err)
 		}
+		// The deferred unlock removes the lock file last: a command
+		// waiting on it then finds nothing and starts from scratch.
 		return nil
 	})
 }

@@ -2,6 +2,7 @@ package instance
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -52,14 +53,15 @@ func TestDefaultHome(t *testing.T) {
 func TestUpInterruptedRollsBack(t *testing.T) {
 	dir := t.TempDir()
 	box := filepath.Join(dir, "box.qcow2")
-	hdr := make([]byte, 4096)
-	copy(hdr, "QFI\xfb")
-	os.WriteFile(box, hdr, 0o644)
+	if err := os.WriteFile(box, qcow2Header(1<<30), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := config.Parse(strings.NewReader("name: demo\nbox: "+box+"\naccel: tcg\nuser: {name: dev}\n"), filepath.Join(dir, "devbox.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	home := Home{State: filepath.Join(dir, "home"), Cache: filepath.Join(dir, "cache")}
+	homeDir := t.TempDir() // not inside the shared project folder
+	home := Home{State: filepath.Join(homeDir, "home"), Cache: filepath.Join(homeDir, "cache")}
 	d := fake.New()
 	ctx, cancel := context.WithCancel(context.Background())
 	d.OnCall = func(call string) {
@@ -108,4 +110,15 @@ func TestUpInterruptedKeepsExisting(t *testing.T) {
 	if _, err := os.Stat(in.Dir()); err != nil {
 		t.Errorf("existing instance folder removed: %v", err)
 	}
+}
+
+// qcow2Header is a minimal self-contained qcow2 v3 image of size bytes.
+func qcow2Header(size uint64) []byte {
+	b := make([]byte, 4096)
+	copy(b, "QFI\xfb")
+	binary.BigEndian.PutUint32(b[4:], 3)     // version
+	binary.BigEndian.PutUint32(b[20:], 16)   // cluster_bits
+	binary.BigEndian.PutUint64(b[24:], size) // size
+	binary.BigEndian.PutUint32(b[100:], 112) // header_length
+	return b
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/devbox-vm/devbox/internal/agent"
+	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/sshutil"
 )
 
@@ -32,9 +33,20 @@ func (in *Instance) Run(ctx context.Context, args []string, opts RunOptions) (in
 	if err != nil {
 		return 1, err
 	}
-	m, ok := in.Cfg.MountFor(dir)
+	// Only what the user accepted is shared, whatever devbox.yaml says now.
+	shares, ok, err := in.AcceptedShares()
+	if err != nil {
+		return 1, err
+	}
 	if !ok {
-		return 1, fmt.Errorf("the current folder %s is not shared with the VM (hint: run from inside %s, or add it to mounts in %s)", dir, mountList(in), in.Cfg.File)
+		if _, err := in.running(ctx); err != nil {
+			return 1, err
+		}
+		return 1, fmt.Errorf("instance %q has no accepted shared folders yet (hint: devbox up)", in.Name())
+	}
+	m, ok := config.FindMount(shares.Mounts, dir)
+	if !ok {
+		return 1, fmt.Errorf("the current folder %s is not shared with the VM (hint: run from inside %s, or add it to mounts in %s and run devbox up)", dir, mountList(shares.Mounts), in.Cfg.File)
 	}
 	cmd := "cd " + quoteArg(dir) + " && exec " + joinArgs(args)
 	c, err := in.dialAgent(ctx)
@@ -71,9 +83,9 @@ func stdinOrNil(f *os.File) io.Reader {
 	return f
 }
 
-func mountList(in *Instance) string {
+func mountList(mounts []config.Mount) string {
 	var hosts []string
-	for _, m := range in.Cfg.Mounts {
+	for _, m := range mounts {
 		hosts = append(hosts, m.Host)
 	}
 	if len(hosts) == 0 {

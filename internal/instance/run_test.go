@@ -5,12 +5,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/devbox-vm/devbox/internal/cli"
 	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/lockfile"
 	"github.com/devbox-vm/devbox/sshutil"
 	"github.com/devbox-vm/devbox/vm"
 	"github.com/devbox-vm/devbox/vm/fake"
@@ -82,6 +82,10 @@ func TestSSHConfigBlock(t *testing.T) {
 
 func TestRunOutsideSharedFolder(t *testing.T) {
 	in, _ := testInstance(t, "name: demo\nbox: /x.qcow2\n")
+	os.MkdirAll(in.Dir(), 0o700)
+	if err := in.recordShares(in.wantedShares()); err != nil {
+		t.Fatal(err)
+	}
 	code, err := in.Run(context.Background(), []string{"true"}, RunOptions{Dir: t.TempDir(), Stderr: io.Discard})
 	if code != 1 || err == nil || !strings.Contains(err.Error(), "is not shared with the VM") || !strings.Contains(err.Error(), in.Cfg.Dir) {
 		t.Errorf("code %d, err %v", code, err)
@@ -99,8 +103,13 @@ func TestAgentStateFromLiveFacts(t *testing.T) {
 	if st := in.Agent(context.Background()); st.Running || !strings.Contains(st.Reason, "is gone") {
 		t.Errorf("dead pid: %+v", st)
 	}
-	// A live process (this test) that does not answer on the socket.
-	os.WriteFile(in.agentPIDFile(), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+	// A live process (this test, holding the pid file's lock as the
+	// agent does) that does not answer on the socket.
+	lk, err := lockfile.TryLock(in.agentPIDFile(), "devbox agent of demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Unlock()
 	if st := in.Agent(context.Background()); st.Running || !strings.Contains(st.Reason, "does not answer") {
 		t.Errorf("silent process: %+v", st)
 	}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/devbox-vm/devbox/boxes"
+	"github.com/devbox-vm/devbox/internal/lockfile"
 	"github.com/devbox-vm/devbox/internal/seed"
 	"github.com/devbox-vm/devbox/provision"
 	"github.com/devbox-vm/devbox/sshutil"
@@ -30,6 +32,12 @@ type UpOptions struct {
 	Provision ProvisionMode
 	NoContext bool // do not create or update the Docker context
 	NoAgent   bool // do not start the agent (unit tests)
+	// AcceptShares accepts shared folders and forwards that reach further
+	// than the user accepted before (--accept-shares).
+	AcceptShares bool
+	// Confirm asks the user a yes/no question on a terminal; nil when
+	// there is none, and widening the shares is then refused.
+	Confirm func(question string) bool
 }
 
 // Up makes the instance exist, run, answer SSH and be provisioned, and
@@ -40,9 +48,24 @@ func (in *Instance) Up(ctx context.Context, opts UpOptions) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := in.checkHomeNotShared(); err != nil {
+		return err
+	}
+	lk, err := in.lock(ctx, "up")
+	if err != nil {
+		return err
+	}
+	defer in.unlock(lk)
 	info, err := in.Inspect(ctx)
 	if err != nil {
 		return err
+	}
+	if info.State != vm.StateNotCreated {
+		// Before anything changes: the VM must not gain reach because a
+		// file it can write (devbox.yaml) asks for it.
+		if err := in.settleShares(opts.AcceptShares, opts.Confirm); err != nil {
+			return err
+		}
 	}
 	var created, started bool
 	defer func() {
@@ -88,6 +111,7 @@ func (in *Instance) Up(ctx context.Context, opts UpOptions) (err error) {
 		}
 		started = true
 	}
+	vm.Checkpoint("started")
 
 	var client *sshutil.Client
 	if err := in.Status.Step(fmt.Sprintf("Waiting for SSH on 127.0.0.1:%d", info.SSHPort), func() error {
@@ -97,6 +121,7 @@ func (in *Instance) Up(ctx context.Context, opts UpOptions) (err error) {
 		return err
 	}
 	defer client.Close()
+	vm.Checkpoint("ssh")
 	if err := in.provision(ctx, client, opts.Provision); err != nil {
 		return err
 	}
@@ -129,6 +154,7 @@ func (in *Instance) create(ctx context.Context, d vm.Driver) (err error) {
 	}); err != nil {
 		return err
 	}
+	vm.Checkpoint("resolved")
 	accel, fellBack, err := d.ResolveAccel(ctx, cfg.Accel)
 	if err != nil {
 		return err
@@ -159,6 +185,9 @@ func (in *Instance) create(ctx context.Context, d vm.Driver) (err error) {
 		if err := sshutil.WriteKeyPair(in.hostKeyFile(), hostKey); err != nil {
 			return err
 		}
+		if err := in.recordShares(in.wantedShares()); err != nil {
+			return err
+		}
 		iso, err := seed.ISO(seed.Data{
 			Instance:       in.Name(),
 			InstanceID:     newInstanceID(in.Name()),
@@ -172,6 +201,16 @@ func (in *Instance) create(ctx context.Context, d vm.Driver) (err error) {
 		if err != nil {
 			return err
 		}
+		// One upload of a box at a time on this host: another up that
+		// needs the same new box waits, then finds it in the pool.
+		boxLock, err := lockfile.Acquire(ctx, filepath.Join(in.Home.Cache, "locks", "box-"+box.SHA256[:16]+".lock"),
+			fmt.Sprintf("devbox up of %s (uploading box)", in.Name()), func(h lockfile.Holder) {
+				in.Status.Infof("waiting for %s", h)
+			})
+		if err != nil {
+			return err
+		}
+		defer boxLock.Unlock()
 		return d.Create(ctx, vm.Spec{
 			Name:       in.Domain(),
 			Instance:   in.Name(),
@@ -245,6 +284,7 @@ func (in *Instance) provision(ctx context.Context, c *sshutil.Client, mode Provi
 	if mode == ProvisionSkip {
 		return nil
 	}
+	vm.Checkpoint("provision")
 	if mode == ProvisionAuto {
 		st, err := provision.Check(ctx, c, steps)
 		if err != nil {
@@ -275,6 +315,11 @@ func (in *Instance) provision(ctx context.Context, c *sshutil.Client, mode Provi
 // Provision runs every provisioning step again on the running instance
 // (run-once steps already done are skipped).
 func (in *Instance) Provision(ctx context.Context) error {
+	lk, err := in.lock(ctx, "provision")
+	if err != nil {
+		return err
+	}
+	defer in.unlock(lk)
 	info, err := in.running(ctx)
 	if err != nil {
 		return err
