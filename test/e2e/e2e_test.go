@@ -168,6 +168,7 @@ provision:
 	})
 
 	t.Run("transparent proxy", func(t *testing.T) { testProxy(t, e, busybox) })
+	t.Run("hardening", func(t *testing.T) { testHardening(t, e) })
 
 	// Halt, then take the instance's SSH port before starting it again.
 	e.ok(3*time.Minute, "halt")

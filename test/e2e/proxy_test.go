@@ -184,11 +184,10 @@ func testProxy(t *testing.T, e *env, busybox string) {
 		}
 	})
 	t.Run("run falls back when the agent is killed; up restarts it", func(t *testing.T) {
-		pid, err := os.ReadFile(filepath.Join(e.home, "instances", "life", "agent.pid"))
+		n, err := strconv.Atoi(e.agentPID("life"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
 		syscall.Kill(n, syscall.SIGKILL)
 		waitGone(t, n)
 		r := e.run(2*time.Minute, nil, "run", "cat", "from-host.txt")
@@ -211,8 +210,9 @@ func testProxy(t *testing.T, e *env, busybox string) {
 		sshPort := freePort(t)
 		changed := strings.Replace(string(orig), "forwards:\n", fmt.Sprintf("forwards:\n  - host: 127.0.0.1:%d\n    guest: 22\n", sshPort), 1)
 		os.WriteFile(cfgPath, []byte(changed), 0o644)
-		r := e.ok(5*time.Minute, "up")
-		contains(t, "up", r.stderr, "restarting the agent")
+		// A new forward widens what reaches the VM: it needs a yes.
+		r := e.ok(5*time.Minute, "up", "--accept-shares")
+		contains(t, "up", r.stderr, "+ forward 127.0.0.1:", "restarting the agent")
 		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", sshPort), 10*time.Second)
 		if err != nil {
 			t.Fatalf("new forward: %v", err)

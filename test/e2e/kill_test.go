@@ -1,0 +1,82 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// upKilledAt runs devbox up (with args) and has it SIGKILL itself at
+// step, as a user's kill -9 there would; the test fails if it never got
+// there.
+func (e *env) upKilledAt(step string, args ...string) {
+	e.t.Helper()
+	saved := e.extra
+	e.extra = append(append([]string{}, saved...), "DEVBOX_TEST_KILL_AT="+step)
+	defer func() { e.extra = saved }()
+	r := e.run(10*time.Minute, nil, append([]string{"up"}, args...)...)
+	if r.code != -1 {
+		e.t.Fatalf("up was not killed at step %q:\n%s", step, r)
+	}
+}
+
+// TestKillAtEachStep: kill -9 of up at any step leaves a state that the
+// next up resumes and that destroy -f removes completely.
+func TestKillAtEachStep(t *testing.T) {
+	box := boxPath(t)
+	e := newEnv(t, fmt.Sprintf("name: killed\nbox: %s\ncpus: 1\nmemory: 1GiB\ndisk: 4GiB\nmounts: []\n", box))
+	e.cleanup("killed")
+
+	// Each up is killed at the next step and resumes from what the one
+	// before left; the base volume is in the pool already (see below for
+	// an upload cut short).
+	for _, step := range []string{"resolved", "volumes", "define", "started", "ssh", "provision", "agent"} {
+		args := []string{"--no-provision"}
+		if step == "provision" {
+			args = nil
+		}
+		e.upKilledAt(step, args...)
+	}
+	e.ok(10*time.Minute, "up", "--no-provision")
+	if st := e.status(); st.State != "running" {
+		t.Fatalf("after resuming: %+v", st)
+	}
+	contains(t, "status", e.ok(time.Minute, "status").stdout, "running (pid")
+	e.ok(3*time.Minute, "destroy", "-f")
+	e.assertGone("killed")
+
+	// Killed and then destroyed straight away.
+	for _, step := range []string{"volumes", "define", "agent"} {
+		t.Run("destroy after a kill at "+step, func(t *testing.T) {
+			e.upKilledAt(step, "--no-provision")
+			e.ok(3*time.Minute, "destroy", "-f")
+			e.assertGone("killed")
+		})
+	}
+}
+
+// TestKillDuringUpload: a box upload cut short by kill -9 is uploaded
+// again by the next up, and destroy leaves nothing of the instance.
+func TestKillDuringUpload(t *testing.T) {
+	// A small raw box of its own, so its base volume is not in the pool.
+	box := filepath.Join(t.TempDir(), "small.raw")
+	data := make([]byte, 8<<20)
+	rand.Read(data[4<<20 : 4<<20+64])
+	if err := os.WriteFile(box, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, fmt.Sprintf("name: upload\nbox: %s\ncpus: 1\nmemory: 256MiB\ndisk: 1GiB\nmounts: []\n", box))
+	e.cleanup("upload")
+	e.upKilledAt("upload")
+	e.ok(3*time.Minute, "destroy", "-f")
+	e.assertGone("upload")
+	// The next up finds the partial base, uploads it again, and goes on.
+	e.upKilledAt("define")
+	e.ok(3*time.Minute, "destroy", "-f")
+	e.assertGone("upload")
+}
