@@ -52,8 +52,8 @@ var proxiedChannelTypes = map[string]bool{
 // client connection before returning.
 //
 // A failing Accept (out of file descriptors, an aborted connection) is
-// retried with a delay from 5ms doubling to 1s, as net/http's Server does;
-// only a closed listener ends ServeProxy.
+// retried with a delay from 5ms doubling to 1s, as net/http's Server does
+// (see Accept); only a closed listener ends ServeProxy.
 func ServeProxy(ctx context.Context, l net.Listener, hostKey KeyPair, upstream func(ctx context.Context) (*Client, error)) error {
 	return ServeProxyWith(ctx, l, hostKey, upstream, ProxyOptions{})
 }
@@ -94,32 +94,23 @@ func ServeProxyWith(ctx context.Context, l net.Listener, hostKey KeyPair, upstre
 		stop()
 		shutdown()
 	}()
-	var delay time.Duration
+	var logf func(format string, args ...any)
+	if opts.Logf != nil {
+		logf = func(format string, args ...any) {
+			opts.Logf("ssh proxy %s: %s", l.Addr(), fmt.Sprintf(format, args...))
+		}
+	}
 	for {
-		conn, err := l.Accept()
+		conn, err := Accept(ctx, l, logf)
 		if ctx.Err() != nil {
 			if conn != nil {
 				conn.Close()
 			}
 			return nil
 		}
-		if errors.Is(err, net.ErrClosed) {
+		if err != nil {
 			return fmt.Errorf("ssh proxy %s: accept: %w", l.Addr(), err)
 		}
-		if err != nil { // e.g. out of file descriptors: wait and retry
-			if delay == 0 && opts.Logf != nil {
-				opts.Logf("ssh proxy %s: accept: %v; retrying", l.Addr(), err)
-			}
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			timer := time.NewTimer(delay)
-			select {
-			case <-ctx.Done():
-			case <-timer.C:
-			}
-			timer.Stop()
-			continue
-		}
-		delay = 0
 		if !p.track(conn) {
 			conn.Close()
 			continue
@@ -130,6 +121,44 @@ func ServeProxyWith(ctx context.Context, l net.Listener, hostKey KeyPair, upstre
 			defer p.untrack(conn)
 			p.serveConn(ctx, conn)
 		}()
+	}
+}
+
+// Accept returns the next connection on l. A failing l.Accept (out of
+// file descriptors, an aborted connection: EMFILE, ENFILE, ECONNABORTED,
+// ...) is retried after a delay from 5ms doubling to 1s, as net/http's
+// Server does, so that a burst of failures does not end a server; logf,
+// unless nil, is told of the first failure of each burst, as
+// "accept: <error>; retrying".
+//
+// It fails only once ctx has ended, with ctx.Err(), or once l is closed,
+// with an error wrapping net.ErrClosed. It does not close l itself: to
+// stop a pending Accept when ctx ends, close l then (context.AfterFunc).
+// A connection accepted just as ctx ends is returned like any other.
+func Accept(ctx context.Context, l net.Listener, logf func(format string, args ...any)) (net.Conn, error) {
+	var delay time.Duration
+	for {
+		conn, err := l.Accept()
+		if err == nil {
+			return conn, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return nil, err
+		}
+		if delay == 0 && logf != nil {
+			logf("accept: %v; retrying", err)
+		}
+		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-timer.C:
+		}
 	}
 }
 

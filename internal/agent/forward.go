@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,34 +17,23 @@ import (
 // serveForward carries each connection accepted on l to what dial opens,
 // until l is closed. A failing Accept (out of file descriptors, an
 // aborted connection) is retried after a delay from 5ms doubling to 1s,
-// as net/http's Server does, and logged once per run of failures: it
-// must not end the forward while status says it is served. A failing
-// dial closes the connection at once and is logged once until a dial
-// works again. It returns once l is closed, which it does when ctx ends.
+// as net/http's Server does, and logged once per run of failures (see
+// sshutil.Accept): it must not end the forward while status says it is
+// served. A failing dial closes the connection at once and is logged
+// once until a dial works again. It returns once l is closed, which it
+// does when ctx ends.
 func (a *Agent) serveForward(ctx context.Context, l net.Listener, what string, dial func(context.Context) (net.Conn, error)) {
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 	var logged dedup
-	var delay time.Duration
+	logf := func(format string, args ...any) {
+		a.Log.Printf("%s: %s", what, fmt.Sprintf(format, args...))
+	}
 	for {
-		conn, err := l.Accept()
+		conn, err := sshutil.Accept(ctx, l, logf)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if delay == 0 {
-				a.Log.Printf("%s: accept: %v; retrying", what, err)
-			}
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			timer := time.NewTimer(delay)
-			select {
-			case <-ctx.Done():
-			case <-timer.C:
-			}
-			timer.Stop()
-			continue
+			return
 		}
-		delay = 0
 		go func() {
 			defer conn.Close()
 			remote, err := dial(ctx)
