@@ -97,19 +97,19 @@ func checkSelfContained(path, what string) error {
 		return fmt.Errorf("box %q: %w", what, err)
 	}
 	defer f.Close()
-	h, err := qcow2.Read(f)
-	if err == nil {
-		err = h.Check()
+	_, err = qcow2.CheckImage(f)
+	if errors.Is(err, qcow2.ErrRefused) {
+		err = refusedError{err}
 	}
-	var ext *qcow2.ExternalFileError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &ext):
-		return fmt.Errorf("box %q: %w: %w; a box must be self-contained (hint: qemu-img convert -O qcow2 it into a standalone image)", what, ErrRefused, err)
-	case errors.Is(err, qcow2.ErrMalformed), errors.Is(err, qcow2.ErrUnsupported):
-		return fmt.Errorf("box %q: %w: %w (hint: see what qemu-img info says about it; qemu-img convert -O qcow2 rewrites a usable image as a standalone one)", what, ErrRefused, err)
-	default:
+	if err != nil {
 		return fmt.Errorf("box %q: %w", what, err)
 	}
+	return nil
 }
+
+// refusedError is an error of qcow2.CheckImage that wraps qcow2.ErrRefused,
+// with the same text, wrapping this package's ErrRefused too.
+type refusedError struct{ err error }
+
+func (e refusedError) Error() string   { return e.err.Error() }
+func (e refusedError) Unwrap() []error { return []error{ErrRefused, e.err} }

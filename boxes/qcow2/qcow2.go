@@ -48,6 +48,10 @@ var (
 	// cannot judge or use: another version, unknown incompatible features,
 	// encryption.
 	ErrUnsupported = errors.New("unsupported qcow2 image")
+	// ErrRefused is wrapped by CheckImage's errors about an image that
+	// cannot serve as a box: one that is not self-contained, or whose
+	// header cannot be judged.
+	ErrRefused = errors.New("refused")
 )
 
 // ExternalFileError reports an image whose header names a file outside
@@ -205,6 +209,30 @@ func (h *Header) Check() error {
 		return fmt.Errorf("%w: encrypted (method %d); a box must boot without a key", ErrUnsupported, h.CryptMethod)
 	}
 	return nil
+}
+
+// CheckImage reads the header of the image r (see Read) and checks it
+// (see Check), returning the header of a standalone image. An image it
+// refuses yields an error wrapping ErrRefused, reading "refused: " and
+// the reason followed by a hint on how to make it usable; the reason
+// (an *ExternalFileError, or an error wrapping ErrMalformed or
+// ErrUnsupported) is wrapped too. Read errors are passed on as is.
+// Callers only add which box it is.
+func CheckImage(r io.ReaderAt) (*Header, error) {
+	h, err := Read(r)
+	if err == nil {
+		err = h.Check()
+	}
+	var ext *ExternalFileError
+	switch {
+	case err == nil:
+		return h, nil
+	case errors.As(err, &ext):
+		return nil, fmt.Errorf("%w: %w; a box must be self-contained (hint: qemu-img convert -O qcow2 it into a standalone image)", ErrRefused, err)
+	case errors.Is(err, ErrMalformed), errors.Is(err, ErrUnsupported):
+		return nil, fmt.Errorf("%w: %w (hint: see what qemu-img info says about it; qemu-img convert -O qcow2 rewrites a usable image as a standalone one)", ErrRefused, err)
+	}
+	return nil, err
 }
 
 func be32(b []byte) uint32 { return binary.BigEndian.Uint32(b) }

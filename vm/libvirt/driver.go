@@ -383,20 +383,11 @@ func checkBox(f io.ReaderAt, path string) (*qcow2.Header, error) {
 	if n, _ := f.ReadAt(magic[:], 0); n < len(magic) || string(magic[:]) != qcow2.Magic {
 		return nil, nil
 	}
-	h, err := qcow2.Read(f)
-	if err == nil {
-		err = h.Check()
+	h, err := qcow2.CheckImage(f)
+	if err != nil {
+		return nil, fmt.Errorf("box %s: %w", path, err)
 	}
-	var ext *qcow2.ExternalFileError
-	switch {
-	case err == nil:
-		return h, nil
-	case errors.As(err, &ext):
-		return nil, fmt.Errorf("box %s: refused: %w; a box must be self-contained (hint: qemu-img convert -O qcow2 it into a standalone image)", path, err)
-	case errors.Is(err, qcow2.ErrMalformed), errors.Is(err, qcow2.ErrUnsupported):
-		return nil, fmt.Errorf("box %s: refused: %w", path, err)
-	}
-	return nil, fmt.Errorf("box %s: %w", path, err)
+	return h, nil
 }
 
 func isCode(err error, code golibvirt.ErrorNumber) bool {
