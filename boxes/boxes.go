@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/devbox-vm/devbox/boxes/qcow2"
 	"io"
 	"net/http"
 	"net/url"
@@ -44,7 +45,7 @@ var (
 	// ErrRefused is wrapped by errors about a qcow2 box that is not
 	// self-contained (its header names a backing file or an external
 	// data file) or whose header cannot be judged.
-	ErrRefused = errors.New("refused")
+	ErrRefused = qcow2.ErrRefused
 )
 
 // Resolve turns source into a Box.

@@ -98,18 +98,8 @@ func checkSelfContained(path, what string) error {
 	}
 	defer f.Close()
 	_, err = qcow2.CheckImage(f)
-	if errors.Is(err, qcow2.ErrRefused) {
-		err = refusedError{err}
-	}
 	if err != nil {
 		return fmt.Errorf("box %q: %w", what, err)
 	}
 	return nil
 }
-
-// refusedError is an error of qcow2.CheckImage that wraps qcow2.ErrRefused,
-// with the same text, wrapping this package's ErrRefused too.
-type refusedError struct{ err error }
-
-func (e refusedError) Error() string   { return e.err.Error() }
-func (e refusedError) Unwrap() []error { return []error{ErrRefused, e.err} }
