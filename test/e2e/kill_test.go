@@ -4,9 +4,12 @@ package e2e
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -79,4 +82,50 @@ func TestKillDuringUpload(t *testing.T) {
 	e.upKilledAt("define")
 	e.ok(3*time.Minute, "destroy", "-f")
 	e.assertGone("upload")
+}
+
+// TestTwoUpsShareOneUpload: two instances that need the same new box at
+// the same time upload it once; neither takes the other's upload for an
+// incomplete one.
+func TestTwoUpsShareOneUpload(t *testing.T) {
+	box := filepath.Join(t.TempDir(), "shared.raw")
+	data := make([]byte, 32<<20)
+	rand.Read(data[4<<20 : 4<<20+64])
+	if err := os.WriteFile(box, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var envs []*env
+	for _, name := range []string{"twin-a", "twin-b"} {
+		e := newEnv(t, fmt.Sprintf("name: %s\nbox: %s\ncpus: 1\nmemory: 256MiB\ndisk: 1GiB\nmounts: []\n", name, box))
+		e.cleanup(name)
+		envs = append(envs, e)
+	}
+	// Both stop dead once their domain is defined: proof that each got
+	// through the base volume.
+	outs := make([][]byte, len(envs))
+	errs := make([]error, len(envs))
+	var wg sync.WaitGroup
+	for i, e := range envs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(e.bin, "up")
+			cmd.Dir = e.project
+			cmd.Env = append(os.Environ(), "DEVBOX_HOME="+e.home, "DEVBOX_ACCEL=tcg", "DEVBOX_TEST_KILL_AT=define")
+			outs[i], errs[i] = cmd.CombinedOutput()
+		}()
+	}
+	wg.Wait()
+	for i := range envs {
+		var ee *exec.ExitError
+		if !errors.As(errs[i], &ee) || ee.ExitCode() != -1 {
+			t.Errorf("up %d did not get to define: %v\n%s", i, errs[i], outs[i])
+		}
+	}
+	for _, e := range envs {
+		if t.Failed() {
+			break
+		}
+		e.ok(3*time.Minute, "destroy", "-f")
+	}
 }
