@@ -7,11 +7,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/devbox-vm/devbox/boxes/qcow2"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/devbox-vm/devbox/boxes/qcow2"
 )
 
 // Box is a resolved, verified image on local disk.
