@@ -31,7 +31,6 @@ const (
 	PIDFile       = "agent.pid"      // the running agent's process id
 	LogFile       = "agent.log"      // what the agent did and why it failed
 	HostKeyFile   = "agent_host_key" // the multiplexer's host key (+ .pub)
-	ReadyFile     = "agent.ready"    // written once the first connection is served
 )
 
 // GuestDockerSocket is the engine's socket inside the guest.
@@ -208,7 +207,6 @@ func listenUnix(path string) (net.Listener, error) {
 // once only fills the log.
 func (a *Agent) connectLoop(ctx context.Context, published *publisher) {
 	t := a.timings()
-	var ready sync.Once
 	var delay time.Duration
 	lastErr := ""                   // the dial failure logged last
 	loggedKeys := map[string]bool{} // mismatching keys already logged
@@ -250,18 +248,8 @@ func (a *Agent) connectLoop(ctx context.Context, published *publisher) {
 		gen := a.setClient(c)
 		var wg sync.WaitGroup
 		wg.Add(2)
-		settled := make(chan struct{})
-		go func() { defer wg.Done(); a.serveMounts(cctx, c, gen, settled) }()
+		go func() { defer wg.Done(); a.serveMounts(cctx, c, gen) }()
 		go func() { defer wg.Done(); published.follow(cctx, c) }()
-		go func() {
-			select {
-			case <-settled:
-				ready.Do(func() {
-					os.WriteFile(filepath.Join(a.Dir, ReadyFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
-				})
-			case <-cctx.Done():
-			}
-		}()
 		kctx, stopKeepalive := context.WithCancel(cctx)
 		kerr := make(chan error, 1)
 		go func() { kerr <- c.Keepalive(kctx, t.keepaliveEvery, t.keepaliveMissed) }()

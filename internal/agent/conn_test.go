@@ -179,11 +179,6 @@ func TestStatusFollowsTheConnection(t *testing.T) {
 	if st.Docker.State != Listening || st.Docker.Path != filepath.Join(a.Dir, DockerSocket) || st.PID != os.Getpid() {
 		t.Errorf("status: docker %+v, pid %d", st.Docker, st.PID)
 	}
-	// Written just after the folders settled, by another goroutine.
-	waitStatus(t, a, "with the ready file written", 10*time.Second, func(Status) bool {
-		_, err := os.Stat(filepath.Join(a.Dir, ReadyFile))
-		return err == nil
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	qs, err := QueryStatus(ctx, a.Dir)

@@ -17,11 +17,8 @@ import (
 
 // serveMounts mounts each shared folder in the guest over c, connection
 // gen, serving its files from here, until ctx ends or the mount commands
-// exit. settled is closed once each folder is mounted or has failed.
-func (a *Agent) serveMounts(ctx context.Context, c *sshutil.Client, gen int, settled chan<- struct{}) {
-	var pending sync.WaitGroup
-	pending.Add(len(a.Mounts))
-	go func() { pending.Wait(); close(settled) }()
+// exit. Status tells when each folder is mounted or has failed.
+func (a *Agent) serveMounts(ctx context.Context, c *sshutil.Client, gen int) {
 	if len(a.Mounts) == 0 {
 		return
 	}
@@ -32,7 +29,6 @@ func (a *Agent) serveMounts(ctx context.Context, c *sshutil.Client, gen int, set
 		}
 		for i := range a.Mounts {
 			a.setMount(gen, i, Failed, err.Error())
-			pending.Done()
 		}
 		return
 	}
@@ -41,7 +37,7 @@ func (a *Agent) serveMounts(ctx context.Context, c *sshutil.Client, gen int, set
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.serveMount(ctx, c, gen, i, m, uid, gid, sync.OnceFunc(pending.Done))
+			a.serveMount(ctx, c, gen, i, m, uid, gid)
 		}()
 	}
 	wg.Wait()
@@ -49,10 +45,8 @@ func (a *Agent) serveMounts(ctx context.Context, c *sshutil.Client, gen int, set
 
 // serveMount serves shared folder i and records its state: mounted once
 // the guest sees a mount point, failed when it does not in time or when
-// sshfs exits. settle is called once the state is one of those (or ctx
-// ended).
-func (a *Agent) serveMount(ctx context.Context, c *sshutil.Client, gen, i int, m config.Mount, uid, gid int, settle func()) {
-	defer settle()
+// sshfs exits.
+func (a *Agent) serveMount(ctx context.Context, c *sshutil.Client, gen, i int, m config.Mount, uid, gid int) {
 	a.Log.Printf("serving %s to the guest (%s)", m.Host, modeName(m))
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -73,7 +67,6 @@ func (a *Agent) serveMount(ctx context.Context, c *sshutil.Client, gen, i int, m
 				a.setMount(gen, i, Failed, cerr.Error())
 			}
 		}
-		settle()
 		err = <-served
 	case err = <-served:
 		cancel()

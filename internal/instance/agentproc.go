@@ -187,7 +187,7 @@ func (in *Instance) waitAgent(ctx context.Context, exited <-chan error) error {
 // by now, which is never signalled.
 func (in *Instance) StopAgent() {
 	defer func() {
-		for _, f := range []string{agent.PIDFile, agent.ReadyFile, agent.ControlSocket, agent.DockerSocket, "agent.config"} {
+		for _, f := range []string{agent.PIDFile, agent.ControlSocket, agent.DockerSocket, "agent.config"} {
 			os.Remove(filepath.Join(in.Dir(), f))
 		}
 	}()
