@@ -88,9 +88,11 @@ func TestKillDuringUpload(t *testing.T) {
 // the same time upload it once; neither takes the other's upload for an
 // incomplete one.
 func TestTwoUpsShareOneUpload(t *testing.T) {
+	// Random bytes, so the upload takes a few seconds: long enough for
+	// the second up to find it half done when nothing makes it wait.
 	box := filepath.Join(t.TempDir(), "shared.raw")
-	data := make([]byte, 32<<20)
-	rand.Read(data[4<<20 : 4<<20+64])
+	data := make([]byte, 16<<20)
+	rand.Read(data[4096:])
 	if err := os.WriteFile(box, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
