@@ -492,8 +492,10 @@ func TestProxyUpstreamError(t *testing.T) {
 	})
 	c := p.dial(t)
 	ctx := testContext(t, 20*time.Second)
-	if _, err := c.Run(ctx, "true", nil, nil, nil); err == nil || !strings.Contains(err.Error(), "guest is asleep") {
-		t.Errorf("Run with a failing upstream: err = %v, want it to carry the upstream error", err)
+	// The reason is the whole message, as a RefusedError.
+	var refused *RefusedError
+	if _, err := c.Run(ctx, "true", nil, nil, nil); !errors.As(err, &refused) || err.Error() != "guest is asleep" {
+		t.Errorf("Run with a failing upstream: err = %v, want a RefusedError saying only the upstream error", err)
 	}
 	if _, err := c.DialTCP(ctx, "127.0.0.1:80"); err == nil || !strings.Contains(err.Error(), "guest is asleep") {
 		t.Errorf("DialTCP with a failing upstream: err = %v, want it to carry the upstream error", err)

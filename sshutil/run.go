@@ -197,6 +197,12 @@ func (c *Client) run(ctx context.Context, cmd string, opts runOpts, stdin io.Rea
 	}
 	sess, err := c.ssh.NewSession()
 	if err != nil {
+		var oce *ssh.OpenChannelError
+		if errors.As(err, &oce) {
+			// The other side said why (the agent: no connection to the
+			// guest, and what to do): that is the whole message.
+			return -1, &RefusedError{Reason: oce.Message}
+		}
 		return -1, fmt.Errorf("run %s on %s: new session: %w", shorten(cmd), c.addr, err)
 	}
 	defer sess.Close()
@@ -357,3 +363,9 @@ func lastLines(s string, n, max int) string {
 	}
 	return strings.TrimSpace(strings.Join(lines, "\n"))
 }
+
+// RefusedError is a session the server refused, with its reason (the
+// agent's when it has no connection to the guest).
+type RefusedError struct{ Reason string }
+
+func (e *RefusedError) Error() string { return e.Reason }
