@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/devbox-vm/devbox/internal/testutil"
 )
 
 func sum(b []byte) string {
@@ -302,29 +304,11 @@ func assertNoDownloads(t *testing.T, dir string) {
 	}
 }
 
-// syncBuffer is a goroutine-safe bytes.Buffer.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestResolveURL(t *testing.T) {
 	body := fakeQcow2()
 	srv := newServer(t, serveBytes(body))
 	cache := filepath.Join(t.TempDir(), "cache")
-	var out syncBuffer
+	var out testutil.Buffer
 	opts := Options{CacheDir: cache, Client: srv.Client(), Progress: &out}
 	url := srv.URL + "/box.img"
 	want := Box{Path: filepath.Join(cache, sum(body)+".img"), SHA256: sum(body), Format: "qcow2", Size: int64(len(body))}

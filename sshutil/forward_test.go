@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devbox-vm/devbox/internal/testutil"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -89,48 +90,6 @@ func checkEcho(t *testing.T, conn net.Conn, size int) {
 	}
 	if err := <-writeErr; err != nil {
 		t.Errorf("write to echo: %v", err)
-	}
-}
-
-// syncBuffer is a writer whose content tests can wait on.
-type syncBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{changed: make(chan struct{})} }
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	close(b.changed)
-	b.changed = make(chan struct{})
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor waits until the buffer contains marker.
-func (b *syncBuffer) waitFor(t *testing.T, marker string) {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		b.mu.Lock()
-		s, changed := b.buf.String(), b.changed
-		b.mu.Unlock()
-		if strings.Contains(s, marker) {
-			return
-		}
-		select {
-		case <-changed:
-		case <-deadline:
-			t.Fatalf("output %q never contained %q", s, marker)
-		}
 	}
 }
 
@@ -404,7 +363,7 @@ func TestProxy(t *testing.T) {
 
 	// A second client works while the first has a command running.
 	stdinR, stdinW := io.Pipe()
-	out1 := newSyncBuffer()
+	out1 := new(testutil.Buffer)
 	type result struct {
 		status int
 		err    error
@@ -415,7 +374,7 @@ func TestProxy(t *testing.T) {
 		first <- result{status, err}
 	}()
 	stdinW.Write([]byte("first\n"))
-	out1.waitFor(t, "first\n")
+	out1.WaitFor(t, "first\n", 10*time.Second)
 	c2 := p.dial(t)
 	if out, err := c2.Output(ctx, "echo second"); err != nil || string(out) != "second\n" {
 		t.Errorf("Output on a second proxy client = %q, %v", out, err)
@@ -432,9 +391,9 @@ func TestProxy(t *testing.T) {
 
 	// Cancelling a command through the proxy reaches the upstream.
 	cctx, cancel := context.WithCancel(ctx)
-	ready := newSyncBuffer()
+	ready := new(testutil.Buffer)
 	go func() {
-		ready.waitFor(t, "ready")
+		ready.WaitFor(t, "ready", 10*time.Second)
 		cancel()
 	}()
 	if status, err := c.Run(cctx, "echo ready; exec sleep 100", nil, ready, nil); !errors.Is(err, context.Canceled) || status != -1 {
@@ -515,7 +474,7 @@ func TestProxyCancel(t *testing.T) {
 	c := p.dial(t)
 	ctx := testContext(t, 20*time.Second)
 
-	out := newSyncBuffer()
+	out := new(testutil.Buffer)
 	stdinR, stdinW := io.Pipe()
 	defer stdinW.Close()
 	runErr := make(chan error, 1)
@@ -523,7 +482,7 @@ func TestProxyCancel(t *testing.T) {
 		_, err := c.Run(ctx, "echo ready; cat", stdinR, out, nil)
 		runErr <- err
 	}()
-	out.waitFor(t, "ready")
+	out.WaitFor(t, "ready", 10*time.Second)
 
 	p.cancel()
 	waitClosed(t, p.done, "ServeProxy after cancel")
@@ -555,7 +514,7 @@ func TestRunSignals(t *testing.T) {
 			srv, c := clientVia(t, via)
 			ctx := testContext(t, 20*time.Second)
 			signals := make(chan os.Signal, 1)
-			out := newSyncBuffer()
+			out := new(testutil.Buffer)
 			type result struct {
 				status int
 				err    error
@@ -566,10 +525,10 @@ func TestRunSignals(t *testing.T) {
 				status, err := c.RunSignals(ctx, cmd, nil, out, nil, nil, signals)
 				done <- result{status, err}
 			}()
-			out.waitFor(t, "ready")
+			out.WaitFor(t, "ready", 10*time.Second)
 			signals <- syscall.SIGWINCH // not forwarded
 			signals <- syscall.SIGUSR1
-			out.waitFor(t, "got-usr1")
+			out.WaitFor(t, "got-usr1", 10*time.Second)
 			signals <- syscall.SIGINT
 			select {
 			case r := <-done:
@@ -608,7 +567,7 @@ func TestRunSignalsPTY(t *testing.T) {
 			srv, c := clientVia(t, via)
 			ctx := testContext(t, 20*time.Second)
 			signals := make(chan os.Signal, 1)
-			out := newSyncBuffer()
+			out := new(testutil.Buffer)
 			stdinR, stdinW := io.Pipe() // open: the 0x03 must come from RunSignals
 			defer stdinW.Close()
 			type result struct {
@@ -626,7 +585,7 @@ func TestRunSignalsPTY(t *testing.T) {
 			if !strings.HasPrefix(pty, "pty xterm-test 90x20 ") || !strings.Contains(pty, " 53=1") {
 				t.Errorf("pty request = %q, want xterm-test 90x20 with ECHO", pty)
 			}
-			out.waitFor(t, "ready")
+			out.WaitFor(t, "ready", 10*time.Second)
 			signals <- syscall.SIGINT
 			select {
 			case r := <-done:
@@ -645,7 +604,7 @@ func TestRunSignalsNoPTYNoIntr(t *testing.T) {
 	srv, c, _ := setup(t)
 	ctx := testContext(t, 20*time.Second)
 	signals := make(chan os.Signal, 1)
-	out := newSyncBuffer()
+	out := new(testutil.Buffer)
 	stdinR, stdinW := io.Pipe()
 	defer stdinW.Close()
 	done := make(chan int, 1)
@@ -653,7 +612,7 @@ func TestRunSignalsNoPTYNoIntr(t *testing.T) {
 		status, _ := c.RunSignals(ctx, `trap "" INT; echo ready; head -c1 | od -An -tx1`, stdinR, out, nil, nil, signals)
 		done <- status
 	}()
-	out.waitFor(t, "ready")
+	out.WaitFor(t, "ready", 10*time.Second)
 	signals <- syscall.SIGINT
 	srv.waitEvent(t, "signal INT", func(e string) bool { return e == "signal INT" })
 	stdinW.Write([]byte("A"))

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/devbox-vm/devbox/internal/fdtest"
+	"github.com/devbox-vm/devbox/internal/testutil"
 )
 
 func TestProxySurvivesAcceptFailures(t *testing.T) {
@@ -22,7 +22,7 @@ func TestProxySurvivesAcceptFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := newSyncBuffer()
+	logs := new(testutil.Buffer)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -45,7 +45,7 @@ func TestProxySurvivesAcceptFailures(t *testing.T) {
 
 	// One descriptor is left for the client's socket, none for the
 	// proxy's side of it: Accept fails with EMFILE until release.
-	release := fdtest.Exhaust(t, 1)
+	release := testutil.ExhaustFDs(t, 1)
 	dialed := make(chan error, 1)
 	var c *Client
 	go func() {
@@ -53,7 +53,7 @@ func TestProxySurvivesAcceptFailures(t *testing.T) {
 		c, err = DialProxy(testContext(t, 20*time.Second), socket, kp.Public)
 		dialed <- err
 	}()
-	logs.waitFor(t, "too many open files")
+	logs.WaitFor(t, "too many open files", 10*time.Second)
 	release()
 
 	select {

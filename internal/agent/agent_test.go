@@ -12,6 +12,7 @@ import (
 
 	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/internal/dockerports"
+	"github.com/devbox-vm/devbox/internal/testutil"
 )
 
 func TestPipeCopiesBothWaysAndPassesHalfClose(t *testing.T) {
@@ -73,7 +74,7 @@ func freePort(t *testing.T) int {
 }
 
 func TestPublisherFollowsTheSet(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.Buffer
 	reserved, free, taken := freePort(t), freePort(t), 0
 	squat, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -65,7 +65,7 @@ func TestHostKeyMismatchBacksOff(t *testing.T) {
 	if n := g.handshakeCount() - start; n > 10 {
 		t.Errorf("%d handshakes within 1s of a host key mismatch, want a backoff (at most 10)", n)
 	}
-	if n := logs.countLines("presents host key"); n != 1 {
+	if n := countLines(logs, "presents host key"); n != 1 {
 		t.Errorf("%d log lines about the mismatch, want 1:\n%s", n, logs.String())
 	}
 
@@ -87,7 +87,7 @@ func TestHostKeyMismatchBacksOff(t *testing.T) {
 	// over the control socket shows it.
 	other := newKey(t)
 	g.setHostKey(other)
-	logs.waitFor(t, fingerprint(t, other.Public), 20*time.Second)
+	logs.WaitFor(t, fingerprint(t, other.Public), 20*time.Second)
 	qs, err := QueryStatus(ctx, a.Dir)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +96,7 @@ func TestHostKeyMismatchBacksOff(t *testing.T) {
 		qs.Connection.WantHostKey != fingerprint(t, pinned) {
 		t.Errorf("QueryStatus connection = %+v, want a mismatch showing %s", qs.Connection, fingerprint(t, other.Public))
 	}
-	if n := logs.countLines("presents host key"); n != 2 {
+	if n := countLines(logs, "presents host key"); n != 2 {
 		t.Errorf("%d log lines about the mismatch after a second key, want 2:\n%s", n, logs.String())
 	}
 
@@ -214,7 +214,7 @@ func TestStatusFollowsTheConnection(t *testing.T) {
 		expectClosedAtOnce(t, "unix", filepath.Join(a.Dir, DockerSocket))
 		expectClosedAtOnce(t, "tcp", free)
 	}
-	if n := logs.countLines("docker socket: instance not reachable"); n != 1 {
+	if n := countLines(logs, "docker socket: instance not reachable"); n != 1 {
 		t.Errorf("%d log lines for refused docker connections, want 1 per outage:\n%s", n, logs.String())
 	}
 
@@ -246,7 +246,7 @@ func TestFirstConnectionIsWaitedFor(t *testing.T) {
 	g.setDown(true) // still booting
 	a := &Agent{Target: target, timing: timing{dialBase: 20 * time.Millisecond, dialMax: 100 * time.Millisecond}}
 	logs := startAgent(t, a)
-	logs.waitFor(t, "connect to guest", 10*time.Second)
+	logs.WaitFor(t, "connect to guest", 10*time.Second)
 	c := dialControl(t, a)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -286,7 +286,7 @@ func TestUnansweredKeepalivesReconnect(t *testing.T) {
 	logs := startAgent(t, a)
 	first := waitStatus(t, a, "up", 10*time.Second, func(st Status) bool { return st.Connection.State == ConnUp })
 	g.freeze()
-	logs.waitFor(t, "keepalives unanswered; reconnecting", 10*time.Second)
+	logs.WaitFor(t, "keepalives unanswered; reconnecting", 10*time.Second)
 	st := waitStatus(t, a, "up again", 10*time.Second, func(st Status) bool {
 		return st.Connection.State == ConnUp && st.Connection.Since.After(first.Connection.Since)
 	})

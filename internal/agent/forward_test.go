@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/devbox-vm/devbox/internal/fdtest"
+	"github.com/devbox-vm/devbox/internal/testutil"
 )
 
 func TestServeForwardSurvivesAcceptFailures(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	a := &Agent{Log: log.New(logs, "", 0)}
 	sock := filepath.Join(t.TempDir(), DockerSocket)
 	l, err := net.Listen("unix", sock)
@@ -42,14 +42,14 @@ func TestServeForwardSurvivesAcceptFailures(t *testing.T) {
 
 	// The one spare descriptor goes to the client's socket; Accept has
 	// none for its side and fails with EMFILE until release.
-	release := fdtest.Exhaust(t, 1)
+	release := testutil.ExhaustFDs(t, 1)
 	early, err := net.Dial("unix", sock)
 	if err != nil {
 		release()
 		t.Fatalf("connect with one descriptor left: %v", err)
 	}
 	defer early.Close()
-	logs.waitFor(t, "too many open files", 10*time.Second)
+	logs.WaitFor(t, "too many open files", 10*time.Second)
 	release()
 
 	for i, conn := range []net.Conn{early, nil} {
@@ -64,7 +64,7 @@ func TestServeForwardSurvivesAcceptFailures(t *testing.T) {
 			t.Errorf("connection %d after accept failures: read %q, %v; want it served", i, got, err)
 		}
 	}
-	if n := logs.countLines("accept"); n != 1 {
+	if n := countLines(logs, "accept"); n != 1 {
 		t.Errorf("%d log lines about accept, want 1 per run of failures:\n%s", n, logs.String())
 	}
 }

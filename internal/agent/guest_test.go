@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/devbox-vm/devbox/internal/testutil"
 	"github.com/devbox-vm/devbox/sshutil"
 )
 
@@ -232,52 +233,10 @@ func (g *fakeGuest) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 	}
 }
 
-// syncBuffer is a log tests can wait on.
-type syncBuffer struct {
-	mu      sync.Mutex
-	b       bytes.Buffer
-	changed chan struct{}
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.changed != nil {
-		close(s.changed)
-	}
-	s.changed = make(chan struct{})
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-// waitFor waits until the log contains marker.
-func (s *syncBuffer) waitFor(t *testing.T, marker string, d time.Duration) {
-	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	for {
-		s.mu.Lock()
-		if s.changed == nil {
-			s.changed = make(chan struct{})
-		}
-		text, changed := s.b.String(), s.changed
-		s.mu.Unlock()
-		if strings.Contains(text, marker) {
-			return
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			t.Fatalf("log never contained %q within %v:\n%s", marker, d, text)
-		}
-	}
-}
-
-// countLines counts the log lines containing s.
-func (s *syncBuffer) countLines(sub string) int {
+// countLines counts the lines of logs containing sub.
+func countLines(logs *testutil.Buffer, sub string) int {
 	n := 0
-	for _, l := range strings.Split(s.String(), "\n") {
+	for _, l := range strings.Split(logs.String(), "\n") {
 		if strings.Contains(l, sub) {
 			n++
 		}
@@ -286,9 +245,9 @@ func (s *syncBuffer) countLines(sub string) int {
 }
 
 // startAgent runs a in the background until the test ends.
-func startAgent(t *testing.T, a *Agent) *syncBuffer {
+func startAgent(t *testing.T, a *Agent) *testutil.Buffer {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	if a.Dir == "" {
 		a.Dir = t.TempDir()
 	}

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,12 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/devbox-vm/devbox/internal/lockfile"
+	"github.com/devbox-vm/devbox/internal/testutil"
 	"github.com/devbox-vm/devbox/vm/libvirt"
 )
 
@@ -163,7 +162,7 @@ func testHardening(t *testing.T, e *env) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var stderr syncBuffer
+		var stderr testutil.Buffer
 		cmd := exec.Command(e.bin, "up")
 		cmd.Dir = e.project
 		cmd.Env = append(os.Environ(), "DEVBOX_HOME="+e.home)
@@ -171,14 +170,10 @@ func testHardening(t *testing.T, e *env) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(time.Minute)
-		for !strings.Contains(stderr.String(), "waiting for devbox up of life, pid") {
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				t.Fatalf("the second up did not say it waits:\n%s", stderr.String())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		// Should the second up not say it waits, stop it with the test;
+		// once waited for, it is done and Kill does nothing.
+		t.Cleanup(func() { cmd.Process.Kill() })
+		stderr.WaitFor(t, "waiting for devbox up of life, pid", time.Minute)
 		if cmd.ProcessState != nil {
 			t.Fatal("the second up ended while the instance was locked")
 		}
@@ -307,23 +302,4 @@ func restartLibvirtd(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a process writing while the test
-// reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

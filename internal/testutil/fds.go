@@ -1,5 +1,4 @@
-// Package fdtest helps tests run a process out of file descriptors.
-package fdtest
+package testutil
 
 import (
 	"errors"
@@ -9,10 +8,10 @@ import (
 	"testing"
 )
 
-// Exhaust lowers RLIMIT_NOFILE and fills the process's descriptor table
+// ExhaustFDs lowers RLIMIT_NOFILE and fills the process's descriptor table
 // up to it, leaving spare descriptors free; release undoes both. The whole
 // test binary shares the table, so callers must not run in parallel.
-func Exhaust(t testing.TB, spare int) (release func()) {
+func ExhaustFDs(t testing.TB, spare int) (release func()) {
 	t.Helper()
 	var old syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
