@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,7 @@ type Config struct {
 	CPUs            int       `yaml:"cpus"`
 	MemoryText      string    `yaml:"memory"`
 	DiskText        string    `yaml:"disk"`
+	Arch            string    `yaml:"arch"`
 	Accel           string    `yaml:"accel"`
 	LibvirtURI      string    `yaml:"libvirt_uri"`
 	BootTimeoutText string    `yaml:"boot_timeout"`
@@ -90,6 +92,22 @@ type Forward struct {
 
 // Accelerators accepted by the accel field and DEVBOX_ACCEL.
 var Accelerators = []string{"auto", "kvm", "hvf", "tcg"}
+
+// Arches are the guest architectures devbox runs, in libvirt's words.
+var Arches = []string{"x86_64", "aarch64"}
+
+// archAliases are Go's (and Debian's) names for them, accepted and
+// normalised so a box called debian-12-genericcloud-arm64 reads naturally.
+var archAliases = map[string]string{"amd64": "x86_64", "arm64": "aarch64"}
+
+// HostArch is this machine's architecture in libvirt's words (Go's name
+// when devbox has none for it, which Validate then refuses).
+func HostArch() string {
+	if a, ok := archAliases[runtime.GOARCH]; ok {
+		return a
+	}
+	return runtime.GOARCH
+}
 
 // Find looks for devbox.yaml in dir and its parents.
 func Find(dir string) (string, error) {
@@ -176,6 +194,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.DiskText == "" {
 		c.DiskText = "20GiB"
+	}
+	if c.Arch == "" {
+		c.Arch = HostArch()
+	}
+	if a, ok := archAliases[c.Arch]; ok {
+		c.Arch = a
 	}
 	if c.Accel == "" {
 		c.Accel = "auto"
@@ -329,6 +353,9 @@ func (c *Config) Validate() error {
 		bad("disk", "%v", err)
 	} else if c.Disk < 1*GiB {
 		bad("disk", "%s is too small (at least 1GiB)", c.Disk)
+	}
+	if !contains(Arches, c.Arch) {
+		bad("arch", "%q must be x86_64 or aarch64 (or amd64, arm64), matching the box; the default is this host's", c.Arch)
 	}
 	if !contains(Accelerators, c.Accel) {
 		bad("accel", "%q must be one of %s (DEVBOX_ACCEL overrides it)", c.Accel, strings.Join(Accelerators, ", "))

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestExampleLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("devbox.yaml.example does not load: %v", err)
 	}
-	if c.Name != "demo" || c.CPUs != 2 || c.Memory != 2*GiB || c.Disk != 20*GiB || c.BootTimeout != 5*time.Minute {
+	if c.Name != "demo" || c.CPUs != 2 || c.Memory != 2*GiB || c.Disk != 20*GiB || c.BootTimeout != 5*time.Minute || c.Arch != "x86_64" {
 		t.Errorf("unexpected values: %+v", c)
 	}
 	if len(c.Provision) != 2 || c.Provision[1].AsRoot() || !c.Provision[0].AsRoot() {
@@ -51,6 +52,7 @@ func TestDefaults(t *testing.T) {
 		"memory":      {c.Memory, 2 * GiB},
 		"disk":        {c.Disk, 20 * GiB},
 		"accel":       {c.Accel, "auto"},
+		"arch":        {c.Arch, HostArch()},
 		"libvirt_uri": {c.LibvirtURI, "qemu+ssh://builder/system"},
 		"source":      {c.Docker.Source, "auto"},
 		"dir":         {filepath.Base(c.Dir), "My Project"},
@@ -83,6 +85,27 @@ func TestAccelFromEnvironment(t *testing.T) {
 	}
 }
 
+func TestArch(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"x86_64", "x86_64"}, {"aarch64", "aarch64"}, {"amd64", "x86_64"}, {"arm64", "aarch64"},
+	} {
+		c, err := parse(t, "box: x.qcow2\narch: "+tc.in+"\n")
+		if err != nil {
+			t.Fatalf("arch %s: %v", tc.in, err)
+		}
+		if c.Arch != tc.want {
+			t.Errorf("arch %s = %q, want %q", tc.in, c.Arch, tc.want)
+		}
+	}
+	_, err := parse(t, "box: x.qcow2\narch: riscv64\n")
+	if err == nil || !strings.Contains(err.Error(), `arch: "riscv64" must be x86_64 or aarch64`) {
+		t.Errorf("arch riscv64: %v, want an error naming the field and the choices", err)
+	}
+	if got := HostArch(); runtime.GOARCH == "amd64" && got != "x86_64" || runtime.GOARCH == "arm64" && got != "aarch64" {
+		t.Errorf("HostArch() = %q on %s", got, runtime.GOARCH)
+	}
+}
+
 func TestUnknownFieldIsNamed(t *testing.T) {
 	_, err := parse(t, "box: x.qcow2\nmemroy: 2GiB\n")
 	if err == nil {
@@ -102,6 +125,7 @@ cpus: -1
 memory: lots
 disk: 100MiB
 accel: turbo
+arch: sparc
 boot_timeout: 1s
 user: {name: root}
 docker: {source: snap}
@@ -116,7 +140,7 @@ provision:
 		t.Fatal("invalid config accepted")
 	}
 	for _, want := range []string{
-		"name:", "box_sha256: is required", "cpus:", "memory:", "disk:", "accel:", "boot_timeout:",
+		"name:", "box_sha256: is required", "cpus:", "memory:", "disk:", "accel:", "arch:", "boot_timeout:",
 		"user.name:", "docker.source:", "provision[0].run:", "provision[0].script:", "provision[1].name:",
 	} {
 		if !strings.Contains(err.Error(), want) {
