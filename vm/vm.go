@@ -41,6 +41,7 @@ type Spec struct {
 	CPUs       int
 	MemoryMiB  int64
 	DiskBytes  int64  // virtual size of the instance's disk
+	Arch       string // guest architecture: x86_64 or aarch64 (the box's)
 	Accel      string // kvm, hvf or tcg (already resolved, see Driver.ResolveAccel)
 	BoxPath    string // local image the base volume is made from
 	BoxSHA256  string // identifies the base volume: one per box content
@@ -58,6 +59,7 @@ type Info struct {
 	Home       string
 	User       string
 	State      State
+	Arch       string
 	Accel      string
 	SSHPort    int
 	ConsoleLog string
@@ -71,9 +73,12 @@ type Progress func(format string, args ...any)
 // Driver manages instances on one hypervisor connection.
 type Driver interface {
 	// ResolveAccel turns "auto" into the best accelerator the hypervisor
-	// offers (kvm or hvf, else tcg) and checks that an explicit choice is
-	// offered. fellBack is true when auto had to settle for tcg.
-	ResolveAccel(ctx context.Context, want string) (accel string, fellBack bool, err error)
+	// offers for guests of arch (kvm or hvf, else tcg) and checks that an
+	// explicit choice is offered for it. fellBack is true when auto had to
+	// settle for tcg (as it must for a guest of another architecture than
+	// the host's). It fails, naming arch, when the hypervisor cannot run
+	// guests of arch at all.
+	ResolveAccel(ctx context.Context, want, arch string) (accel string, fellBack bool, err error)
 	// Create makes the base volume (once per box content, shared by all
 	// instances), the instance's overlay and seed volumes, and defines the
 	// instance, stopped. On failure it removes what this call made (a base

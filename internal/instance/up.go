@@ -155,12 +155,12 @@ func (in *Instance) create(ctx context.Context, d vm.Driver) (err error) {
 		return err
 	}
 	vm.Checkpoint("resolved")
-	accel, fellBack, err := d.ResolveAccel(ctx, cfg.Accel)
+	accel, fellBack, err := d.ResolveAccel(ctx, cfg.Accel, cfg.Arch)
 	if err != nil {
 		return err
 	}
 	if fellBack {
-		in.Status.Warnf("no hardware acceleration (kvm or hvf) is offered by libvirt at %s: using software emulation (tcg), which is several times slower", cfg.LibvirtURI)
+		in.Status.Warnf("no hardware acceleration (kvm or hvf) for %s guests is offered by libvirt at %s: using software emulation (tcg), which is several times slower", cfg.Arch, cfg.LibvirtURI)
 	}
 	return in.Status.Step(fmt.Sprintf("Creating instance %q (%d CPUs, %s memory, %s disk, accel %s)", in.Name(), cfg.CPUs, cfg.Memory, cfg.Disk, accel), func() (err error) {
 		if err := os.MkdirAll(in.Dir(), 0o700); err != nil {
@@ -219,6 +219,7 @@ func (in *Instance) create(ctx context.Context, d vm.Driver) (err error) {
 			CPUs:       cfg.CPUs,
 			MemoryMiB:  int64(cfg.Memory) >> 20,
 			DiskBytes:  int64(cfg.Disk),
+			Arch:       cfg.Arch,
 			Accel:      accel,
 			BoxPath:    box.Path,
 			BoxSHA256:  box.SHA256,

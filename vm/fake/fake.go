@@ -45,8 +45,8 @@ func (d *Driver) record(method, name string) error {
 	return err
 }
 
-// ResolveAccel implements vm.Driver.
-func (d *Driver) ResolveAccel(ctx context.Context, want string) (string, bool, error) {
+// ResolveAccel implements vm.Driver; arch does not matter to the fake.
+func (d *Driver) ResolveAccel(ctx context.Context, want, _ string) (string, bool, error) {
 	if err := d.record("ResolveAccel", want); err != nil {
 		return "", false, err
 	}
@@ -75,7 +75,7 @@ func (d *Driver) Create(ctx context.Context, spec vm.Spec, _ vm.Progress) error 
 	}
 	d.Specs[spec.Name] = spec
 	d.Instances[spec.Name] = &vm.Info{Name: spec.Name, Instance: spec.Instance, Home: spec.Home, User: spec.User,
-		State: vm.StateStopped, Accel: spec.Accel, SSHPort: port, ConsoleLog: spec.ConsoleLog, CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}
+		State: vm.StateStopped, Arch: spec.Arch, Accel: spec.Accel, SSHPort: port, ConsoleLog: spec.ConsoleLog, CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}
 	return nil
 }
 

@@ -16,7 +16,6 @@ import (
 	golibvirt "github.com/digitalocean/go-libvirt"
 
 	"github.com/devbox-vm/devbox/boxes/qcow2"
-	"github.com/devbox-vm/devbox/templates"
 	"github.com/devbox-vm/devbox/vm"
 )
 
@@ -50,11 +49,23 @@ func (d *Driver) poll() time.Duration {
 	return d.pollEvery
 }
 
-// ResolveAccel asks libvirt's domain capabilities which domain types work.
-func (d *Driver) ResolveAccel(ctx context.Context, want string) (string, bool, error) {
-	offered := func(virtType string) bool {
-		_, err := d.l.ConnectGetDomainCapabilities(nil, golibvirt.OptString{"x86_64"}, nil, golibvirt.OptString{virtType}, 0)
+// ResolveAccel asks libvirt's domain capabilities which domain types work
+// for guests of arch. A guest of another architecture than the host's gets
+// no kvm or hvf, so auto settles for tcg; an arch with no QEMU emulator at
+// all is an error naming it, before anything is created.
+func (d *Driver) ResolveAccel(ctx context.Context, want, arch string) (string, bool, error) {
+	if err := checkArch(arch); err != nil {
+		return "", false, err
+	}
+	offered := func(accel string) bool {
+		_, err := d.l.ConnectGetDomainCapabilities(nil, golibvirt.OptString{arch}, nil, golibvirt.OptString{domainType(accel)}, 0)
 		return err == nil
+	}
+	tcg := func(fellBack bool) (string, bool, error) {
+		if !offered("tcg") {
+			return "", false, fmt.Errorf("libvirt at %s cannot run %s guests: it has no QEMU emulator for them (hint: install QEMU's %s emulator there (Debian: qemu-system-%s), or set arch to match that host and the box)", d.uri, arch, arch, qemuSystem(arch))
+		}
+		return "tcg", fellBack, nil
 	}
 	switch want {
 	case "auto":
@@ -66,19 +77,28 @@ func (d *Driver) ResolveAccel(ctx context.Context, want string) (string, bool, e
 				return a, false, nil
 			}
 		}
-		return "tcg", true, nil
+		return tcg(true)
 	case "kvm", "hvf":
 		if !offered(want) {
-			return "", false, fmt.Errorf("accel %s is not offered by libvirt at %s (hint: use accel: auto or tcg)", want, d.uri)
+			return "", false, fmt.Errorf("accel %s is not offered by libvirt at %s for %s guests (hint: use accel: auto or tcg)", want, d.uri, arch)
 		}
 		return want, false, nil
 	case "tcg":
-		return "tcg", false, nil
+		return tcg(false)
 	}
 	return "", false, fmt.Errorf("accel %q is not one of auto, kvm, hvf, tcg", want)
 }
 
-// domainType maps an accelerator to libvirt's domain type.
+// qemuSystem names arch's QEMU emulator the way Debian's package does.
+func qemuSystem(arch string) string {
+	if arch == "aarch64" {
+		return "arm"
+	}
+	return "x86"
+}
+
+// domainType maps an accelerator to libvirt's domain type ("hvf" is
+// libvirt's name for macOS's Hypervisor.framework, libvirt 8.1 on).
 func domainType(accel string) string {
 	if accel == "tcg" {
 		return "qemu"
@@ -172,30 +192,6 @@ func (d *Driver) Create(ctx context.Context, spec vm.Spec, progress vm.Progress)
 	}
 	vm.Checkpoint("define")
 	return nil
-}
-
-// DomainData is what domain.xml.tmpl is rendered from.
-type DomainData struct {
-	vm.Spec
-	DomainType string
-	HostCPU    bool
-	Pool       string
-	DiskVolume string
-	SeedVolume string
-	MetadataNS string
-}
-
-// RenderDomain renders the libvirt domain XML for spec.
-func RenderDomain(spec vm.Spec) ([]byte, error) {
-	return templates.Render("domain.xml.tmpl", DomainData{
-		Spec:       spec,
-		DomainType: domainType(spec.Accel),
-		HostCPU:    spec.Accel != "tcg",
-		Pool:       PoolName,
-		DiskVolume: diskVolume(spec.Name),
-		SeedVolume: seedVolume(spec.Name),
-		MetadataNS: MetadataNS,
-	})
 }
 
 // ensurePool finds the devbox pool, defining and starting it when missing.

@@ -14,21 +14,34 @@ import (
 	"github.com/devbox-vm/devbox/vm"
 )
 
-func testSpec(accel string) vm.Spec {
+func testSpec(accel string) vm.Spec { return archSpec("x86_64", accel) }
+
+func archSpec(arch, accel string) vm.Spec {
 	return vm.Spec{
 		Name: "devbox-demo-abc123", Instance: "demo", Home: "/home/u/.local/share/devbox", User: "dev",
-		CPUs: 2, MemoryMiB: 2048, DiskBytes: 20 << 30, Accel: accel,
+		CPUs: 2, MemoryMiB: 2048, DiskBytes: 20 << 30, Arch: arch, Accel: accel,
 		ConsoleLog: "/home/u/.local/share/devbox/instances/demo/console.log", SSHPort: 40022,
 	}
 }
 
+var (
+	goldenArches = []string{"x86_64", "aarch64"}
+	goldenAccels = []string{"tcg", "kvm", "hvf"}
+)
+
+func goldenDomain(arch, accel string) string { return "domain-" + arch + "-" + accel + ".xml" }
+
+// TestDomainGolden: one golden file per arch and accel; make lint checks
+// each against libvirt's schema (scripts/validate-golden.sh).
 func TestDomainGolden(t *testing.T) {
-	for _, accel := range []string{"tcg", "kvm"} {
-		out, err := RenderDomain(testSpec(accel))
-		if err != nil {
-			t.Fatal(err)
+	for _, arch := range goldenArches {
+		for _, accel := range goldenAccels {
+			out, err := RenderDomain(archSpec(arch, accel))
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden.Check(t, goldenDomain(arch, accel), out)
 		}
-		golden.Check(t, "domain-"+accel+".xml", out)
 	}
 }
 
@@ -44,7 +57,7 @@ func TestDomainEscapesAndParsesBack(t *testing.T) {
 		t.Fatalf("rendered domain is not XML: %v\n%s", err, out)
 	}
 	m := desc.Meta.Instance
-	if m == nil || m.Home != spec.Home || m.SSHPort != 40022 || m.User != "dev" || m.Accel != "tcg" {
+	if m == nil || m.Home != spec.Home || m.SSHPort != 40022 || m.User != "dev" || m.Accel != "tcg" || m.Arch != "x86_64" {
 		t.Errorf("metadata did not round-trip: %+v", m)
 	}
 	if desc.VCPU != 2 || toMiB(desc.Memory.Value, desc.Memory.Unit) != 2048 {

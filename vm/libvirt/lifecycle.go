@@ -24,11 +24,17 @@ type domainDesc struct {
 		Value int64  `xml:",chardata"`
 		Unit  string `xml:"unit,attr"`
 	} `xml:"memory"`
+	OS struct {
+		Type struct {
+			Arch string `xml:"arch,attr"`
+		} `xml:"type"`
+	} `xml:"os"`
 	Meta struct {
 		Instance *struct {
 			Name       string `xml:"name"`
 			Home       string `xml:"home"`
 			User       string `xml:"user"`
+			Arch       string `xml:"arch"`
 			Accel      string `xml:"accel"`
 			SSHPort    int    `xml:"ssh-port"`
 			ConsoleLog string `xml:"console-log"`
@@ -67,9 +73,13 @@ func (d *Driver) Inspect(ctx context.Context, name string) (vm.Info, error) {
 	}
 	info.CPUs = desc.VCPU
 	info.MemoryMiB = toMiB(desc.Memory.Value, desc.Memory.Unit)
+	info.Arch = desc.OS.Type.Arch // for domains defined before devbox recorded it
 	if m := desc.Meta.Instance; m != nil {
 		info.Instance, info.Home, info.User, info.Accel = m.Name, m.Home, m.User, m.Accel
 		info.SSHPort, info.ConsoleLog = m.SSHPort, m.ConsoleLog
+		if m.Arch != "" {
+			info.Arch = m.Arch
+		}
 	}
 	return info, nil
 }
