@@ -14,6 +14,7 @@ packages=(
   debootstrap extlinux syslinux-common e2fsprogs fdisk  # building the test box
   busybox-static                                      # FROM-scratch test images
   openssh-client                                      # the OpenSSH baseline in benchmarks
+  libvirt-clients libxml2-utils                       # virt-xml-validate (make lint)
   make
 )
 missing=()
