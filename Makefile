@@ -1,7 +1,9 @@
 # devbox: build, test, benchmark.
 GO      ?= go
 # The test box is built from Debian's packages and cached here between runs.
-BOX     ?= /var/cache/devbox-test/debian12.qcow2
+# ARCH=arm64 (or aarch64): the arm64 box instead (make box ARCH=arm64).
+BOX_ARCH = $(if $(filter arm64 aarch64,$(ARCH)),-arm64,$(if $(filter-out x86_64 amd64,$(ARCH)),$(error ARCH=$(ARCH): test boxes exist for x86_64 (default) and arm64)))
+BOX     ?= /var/cache/devbox-test/debian12$(BOX_ARCH).qcow2
 BIN     := bin/devbox
 # How long make fuzz (part of make test) fuzzes the config parser.
 FUZZTIME ?= 20s
@@ -36,7 +38,7 @@ fuzz:
 	GO=$(GO) bash scripts/fuzz.sh FuzzParse ./internal/config/ $(FUZZTIME)
 
 box:
-	bash test/box/build-debian12.sh $(BOX)
+	bash test/box/build-debian12$(BOX_ARCH).sh $(BOX)
 
 test-e2e: box
 	DEVBOX_E2E_BOX=$(BOX) $(GO) test -tags e2e -count=1 -v -timeout 70m ./test/e2e/
