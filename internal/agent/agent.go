@@ -122,11 +122,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	control, err := listenUnix(filepath.Join(a.Dir, ControlSocket))
+	// A deep instance folder gets its sockets in a short folder of its
+	// own: a socket path is limited to 104 bytes on macOS.
+	sockDir, err := SocketDir(a.Dir)
 	if err != nil {
 		return err
 	}
-	docker, err := listenUnix(filepath.Join(a.Dir, DockerSocket))
+	control, err := listenUnix(filepath.Join(sockDir, ControlSocket))
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.docker.Path = filepath.Join(sockDir, DockerSocket)
+	a.mu.Unlock()
+	docker, err := listenUnix(filepath.Join(sockDir, DockerSocket))
 	if err != nil {
 		control.Close()
 		return err

@@ -34,7 +34,11 @@ func dialControl(t *testing.T, a *Agent) *sshutil.Client {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := sshutil.DialProxy(ctx, filepath.Join(a.Dir, ControlSocket), kp.Public)
+	sock, err := SocketPath(a.Dir, ControlSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sshutil.DialProxy(ctx, sock, kp.Public)
 	if err != nil {
 		t.Fatal(err)
 	}

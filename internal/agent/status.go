@@ -115,7 +115,10 @@ func (a *Agent) answer(typ string, _ []byte) (bool, []byte) {
 // QueryStatus asks the agent of the instance folder dir for its Status
 // over its control socket, pinning the agent's host key.
 func QueryStatus(ctx context.Context, dir string) (Status, error) {
-	sock := filepath.Join(dir, ControlSocket)
+	sock, err := SocketPath(dir, ControlSocket)
+	if err != nil {
+		return Status{}, fmt.Errorf("agent status: %w", err)
+	}
 	kp, err := sshutil.ReadKeyPair(filepath.Join(dir, HostKeyFile))
 	if err != nil {
 		return Status{}, fmt.Errorf("agent status: %w (hint: devbox up starts the agent)", err)

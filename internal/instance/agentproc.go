@@ -18,8 +18,17 @@ import (
 )
 
 // AgentSocket is the agent's SSH multiplexer; DockerSocket its forward.
-func (in *Instance) AgentSocket() string  { return filepath.Join(in.Dir(), agent.ControlSocket) }
-func (in *Instance) DockerSocket() string { return filepath.Join(in.Dir(), agent.DockerSocket) }
+// A deep instance folder has them in a short folder of their own (see
+// agent.SocketDir); if even that cannot be made, the agent says why.
+func (in *Instance) AgentSocket() string  { return in.socketPath(agent.ControlSocket) }
+func (in *Instance) DockerSocket() string { return in.socketPath(agent.DockerSocket) }
+
+func (in *Instance) socketPath(name string) string {
+	if p, err := agent.SocketPath(in.Dir(), name); err == nil {
+		return p
+	}
+	return filepath.Join(in.Dir(), name)
+}
 func (in *Instance) agentLog() string     { return filepath.Join(in.Dir(), agent.LogFile) }
 func (in *Instance) agentPIDFile() string { return filepath.Join(in.Dir(), agent.PIDFile) }
 func (in *Instance) agentStderr() string  { return filepath.Join(in.Dir(), "agent.stderr") }
@@ -187,8 +196,13 @@ func (in *Instance) waitAgent(ctx context.Context, exited <-chan error) error {
 // by now, which is never signalled.
 func (in *Instance) StopAgent() {
 	defer func() {
-		for _, f := range []string{agent.PIDFile, agent.ControlSocket, agent.DockerSocket, "agent.config"} {
+		for _, f := range []string{agent.PIDFile, "agent.config"} {
 			os.Remove(filepath.Join(in.Dir(), f))
+		}
+		os.Remove(in.AgentSocket())
+		os.Remove(in.DockerSocket())
+		if dir := filepath.Dir(in.DockerSocket()); dir != in.Dir() {
+			os.Remove(dir) // a short socket folder of its own, now empty
 		}
 	}()
 	pidFile := in.agentPIDFile()

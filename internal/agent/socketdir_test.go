@@ -1,13 +1,13 @@
-package instance
+package agent
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/devbox-vm/devbox/internal/agent"
+	"time"
 )
 
 // testSocketEnv is a socketEnv of this user, with short temporary folders
@@ -44,7 +44,7 @@ func deepDir(root string) string {
 
 func checkSocketDir(t *testing.T, dir string, env socketEnv) {
 	t.Helper()
-	for _, name := range []string{agent.ControlSocket, agent.DockerSocket} {
+	for _, name := range []string{ControlSocket, DockerSocket} {
 		if p := filepath.Join(dir, name); len(p) > maxSocketPath {
 			t.Errorf("%s is %d bytes", p, len(p))
 		}
@@ -66,8 +66,8 @@ func TestSocketDirShortPathIsTheInstanceDir(t *testing.T) {
 		t.Errorf("socket dir %s, %v; want %s", got, err, inst)
 	}
 	// Exactly at the limit still fits.
-	edge := "/" + strings.Repeat("x", maxSocketPath-2-len(agent.DockerSocket))
-	if got, err := socketDir(edge, env); err != nil || got != edge || len(filepath.Join(edge, agent.DockerSocket)) != maxSocketPath {
+	edge := "/" + strings.Repeat("x", maxSocketPath-2-len(DockerSocket))
+	if got, err := socketDir(edge, env); err != nil || got != edge || len(filepath.Join(edge, DockerSocket)) != maxSocketPath {
 		t.Errorf("socket dir %s, %v; want %s", got, err, edge)
 	}
 	if _, err := os.Stat(filepath.Join(root, "run", "devbox")); !os.IsNotExist(err) {
@@ -177,4 +177,27 @@ func TestSocketDirTightensOurOwnFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSocketDir(t, got, env)
+}
+
+// An agent of a deep instance folder serves its sockets from a short
+// folder, where QueryStatus and devbox run find them.
+func TestAgentOfADeepFolderListensInAShortOne(t *testing.T) {
+	_, target := newFakeGuest(t)
+	dir := deepDir(t.TempDir())
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{Dir: dir, Target: target}
+	startAgent(t, a)
+	waitStatus(t, a, "connected", 20*time.Second, func(st Status) bool { return st.Connection.State == ConnUp })
+	st, err := QueryStatus(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Docker.Path) > maxSocketPath || filepath.Dir(st.Docker.Path) == dir {
+		t.Errorf("docker socket %s (%d bytes) is not in a short folder", st.Docker.Path, len(st.Docker.Path))
+	}
+	if out, err := dialControl(t, a).Output(context.Background(), "echo deep"); err != nil || string(out) != "deep\n" {
+		t.Errorf("run through the short socket: %q %v", out, err)
+	}
 }
