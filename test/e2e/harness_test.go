@@ -35,6 +35,8 @@ type env struct {
 	home    string // DEVBOX_HOME
 	project string // folder holding devbox.yaml
 	extra   []string
+	// as, when set, runs devbox as this ordinary host user.
+	as *hostUser
 	// Ports the proxy test uses: a configured forward to publishPort.
 	forwardPort, publishPort int
 	mu                       sync.Mutex      // guards watched and destroyed
@@ -154,6 +156,10 @@ func (e *env) command(ctx context.Context, dir string, args ...string) *exec.Cmd
 	cmd := exec.CommandContext(ctx, e.bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "DEVBOX_HOME="+e.home, "DEVBOX_ACCEL=tcg")
+	if e.as != nil {
+		cmd.Env = e.as.environ("DEVBOX_HOME="+e.home, "DEVBOX_ACCEL=tcg")
+		cmd.SysProcAttr = e.as.procAttr()
+	}
 	cmd.Env = append(cmd.Env, e.extra...)
 	// A child that kept devbox's output open must not hang the test.
 	cmd.WaitDelay = 10 * time.Second
