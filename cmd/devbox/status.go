@@ -22,6 +22,7 @@ type statusReport struct {
 	SSHPort    int    `json:"ssh_port,omitempty"`
 	User       string `json:"user,omitempty"`
 	Accel      string `json:"accel,omitempty"`
+	Arch       string `json:"arch,omitempty"`
 	CPUs       int    `json:"cpus,omitempty"`
 	MemoryMiB  int64  `json:"memory_mib,omitempty"`
 	ConsoleLog string `json:"console_log,omitempty"`
@@ -45,7 +46,7 @@ func (a *app) statusCommand() *cobra.Command {
 				}
 				r := statusReport{Name: in.Name(), State: string(info.State), Domain: in.Domain(), LibvirtURI: in.Cfg.LibvirtURI}
 				if info.State != vm.StateNotCreated {
-					r.SSHPort, r.User, r.Accel = info.SSHPort, info.User, info.Accel
+					r.SSHPort, r.User, r.Accel, r.Arch = info.SSHPort, info.User, info.Accel, info.Arch
 					r.CPUs, r.MemoryMiB, r.ConsoleLog = info.CPUs, info.MemoryMiB, info.ConsoleLog
 					as := in.Agent(a.ctx)
 					r.Agent = as.String()
@@ -77,7 +78,7 @@ func printStatus(a *app, r statusReport) error {
 	fmt.Fprintf(w, "state:\t%s\n", r.State)
 	fmt.Fprintf(w, "libvirt:\t%s (domain %s)\n", r.LibvirtURI, r.Domain)
 	if r.State != string(vm.StateNotCreated) {
-		fmt.Fprintf(w, "resources:\t%d CPUs, %d MiB memory, accel %s\n", r.CPUs, r.MemoryMiB, r.Accel)
+		fmt.Fprintf(w, "resources:\t%d CPUs, %d MiB memory, %s, accel %s\n", r.CPUs, r.MemoryMiB, r.Arch, r.Accel)
 		fmt.Fprintf(w, "ssh:\t%s@127.0.0.1:%d\n", r.User, r.SSHPort)
 		fmt.Fprintf(w, "console log:\t%s\n", r.ConsoleLog)
 		fmt.Fprintf(w, "agent:\t%s\n", r.Agent)
