@@ -54,7 +54,7 @@ func Run(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.W
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVarP(&a.configFile, "config", "c", "", "config file (default: devbox.yaml in this folder or a parent)")
 	root.AddCommand(a.upCommand(), a.sshCommand(), a.runCommand(), a.dockerCommand(), a.haltCommand(), a.destroyCommand(),
-		a.statusCommand(), a.provisionCommand(), a.dockerEnvCommand(), a.sshConfigCommand(), a.agentCommand())
+		a.statusCommand(), a.provisionCommand(), a.dockerEnvCommand(), a.sshConfigCommand(), a.agentCommand(), a.doctorCommand())
 
 	err := root.ExecuteContext(ctx)
 	var ee exitError
