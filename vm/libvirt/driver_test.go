@@ -3,6 +3,7 @@ package libvirt
 import (
 	"encoding/binary"
 	"encoding/xml"
+	"errors"
 	"net"
 	"net/url"
 	"os"
@@ -163,5 +164,18 @@ func TestInspectBox(t *testing.T) {
 		if err == nil || err.Error() != want {
 			t.Errorf("%s:\n got %v\nwant %s", format, err, want)
 		}
+	}
+}
+
+func TestFirmwareHint(t *testing.T) {
+	missing := errors.New("operation failed: Unable to find any firmware to satisfy 'efi'")
+	if h := firmwareHint(missing, "darwin"); !strings.Contains(h, "brew install qemu") {
+		t.Errorf("darwin hint: %q", h)
+	}
+	if h := firmwareHint(missing, "linux"); !strings.Contains(h, "apt install qemu-efi-aarch64") {
+		t.Errorf("linux hint: %q", h)
+	}
+	if h := firmwareHint(errors.New("some other failure"), "linux"); h != "" {
+		t.Errorf("hint for an unrelated error: %q", h)
 	}
 }

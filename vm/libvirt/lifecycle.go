@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -162,6 +163,9 @@ func (d *Driver) Start(ctx context.Context, name string) (vm.Info, error) {
 		}
 		if isHostfwdError(err) {
 			return vm.Info{}, fmt.Errorf("start domain %s: %w: %v", name, vm.ErrPortTaken, err)
+		}
+		if hint := firmwareHint(err, runtime.GOOS); hint != "" {
+			return vm.Info{}, fmt.Errorf("start domain %s: %w (hint: %s)", name, err, hint)
 		}
 		return vm.Info{}, fmt.Errorf("start domain %s: %w", name, err)
 	}
@@ -369,4 +373,16 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// firmwareHint names the package that brings UEFI firmware when libvirt
+// found none for the guest (aarch64 guests boot UEFI), or returns "".
+func firmwareHint(err error, goos string) string {
+	if !strings.Contains(strings.ToLower(err.Error()), "firmware") {
+		return ""
+	}
+	if goos == "darwin" {
+		return "libvirt found no UEFI firmware for this guest: brew install qemu brings it; devbox doctor checks"
+	}
+	return "libvirt found no UEFI firmware for this guest: sudo apt install qemu-efi-aarch64 (aarch64 guests); devbox doctor checks"
 }
