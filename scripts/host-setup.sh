@@ -11,7 +11,7 @@ fi
 
 packages=(
   qemu-system-x86 qemu-utils libvirt-daemon-system   # the hypervisor and libvirtd
-  debootstrap extlinux syslinux-common e2fsprogs fdisk  # building the test box
+  debootstrap extlinux syslinux-common e2fsprogs fdisk genisoimage  # building the test box; its smoke-boot seed ISO
   busybox-static                                      # FROM-scratch test images
   openssh-client                                      # the OpenSSH baseline in benchmarks
   libvirt-clients libxml2-utils                       # virt-xml-validate (make lint)

@@ -13,13 +13,13 @@
 # the PL011 UART of QEMU's "virt" machine).
 #
 # Cache: OUTPUT is only rebuilt when it is missing or when OUTPUT.stamp does
-# not hold the sha256 of this script plus the APT sources it bakes into the
-# guest. The image is built in a temp dir next to OUTPUT and renamed into
-# place at the end, so a half-built box never looks complete.
+# not hold the sha256 of this script, lib.sh and the APT sources it bakes
+# into the guest. The image is built in a temp dir next to OUTPUT and renamed
+# into place at the end, so a half-built box never looks complete.
 #
 # Mirror: the host's own APT sources for Debian bookworm (main) are used for
 # debootstrap and written into the guest (bookworm, -updates, -security, as
-# far as the host has them).
+# far as the host has them). See lib.sh.
 #
 # Optional environment:
 #   DEBIAN_MIRROR          Debian archive to use instead of the host's bookworm one
@@ -27,41 +27,15 @@
 #   BOX_DISK_SIZE          raw disk size in MiB, default 3072
 set -euo pipefail
 
-log() { printf '[build-debian12-arm64 %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
 [[ $# -eq 1 && -n $1 && $1 != -* ]] || { echo "usage: $0 OUTPUT.qcow2" >&2; exit 2; }
 
 OUT=$(realpath -m -- "$1")
 SELF=$(readlink -f -- "${BASH_SOURCE[0]}")
+BOX_NAME=build-debian12-arm64
+# shellcheck source=test/box/lib.sh
+. "$(dirname "$SELF")/lib.sh"
 SUITE=bookworm
-
-# The host's APT URI for Debian "$1 main" (binary packages), if it has one.
-host_repo() {
-  # shellcheck disable=SC2016 # $(REPO_URI) is apt's format field, not a shell expansion
-  apt-get indextargets --no-release-info --format '$(REPO_URI)' \
-    "Release: $1" 'Component: main' 'Target-Of: deb' 'Identifier: Packages' 2>/dev/null |
-    awk 'NR == 1 { sub(/\/+$/, ""); print }'
-}
-command -v apt-get >/dev/null 2>&1 || die "missing 'apt-get' (the mirror comes from the host's APT sources; or set DEBIAN_MIRROR)"
-MIRROR=${DEBIAN_MIRROR:-$(host_repo "$SUITE")}
-MIRROR=${MIRROR%/}
-[[ -n $MIRROR ]] || die "the host's APT sources have no Debian '$SUITE main' entry (set DEBIAN_MIRROR)"
-UPDATES=$(host_repo "$SUITE-updates"); UPDATES=${UPDATES:-$MIRROR}
-SECURITY=$(host_repo "$SUITE-security")
-GUEST_SOURCES="deb $MIRROR $SUITE main
-deb $UPDATES $SUITE-updates main"
-[[ -n $SECURITY ]] && GUEST_SOURCES+="
-deb $SECURITY $SUITE-security main"
-
-STAMP_WANT=$({ cat "$SELF"; printf '%s\n' "$GUEST_SOURCES"; } | sha256sum | cut -d' ' -f1)
-
-if [[ -s $OUT && -f $OUT.stamp && "$(cat "$OUT.stamp")" == "$STAMP_WANT" ]]; then
-  log "up to date: $OUT (stamp $STAMP_WANT)"
-  exit 0
-fi
-
-[[ $EUID -eq 0 ]] || die "must run as root"
+box_start
 
 DISK_MIB=${BOX_DISK_SIZE:-3072}
 # GPT like Debian's own arm64 cloud images: the ESP (partition 15) first, the
@@ -72,8 +46,7 @@ PART_OFFSET=$((ESP_OFFSET + ESP_BYTES))      # root at 128 MiB ...
 PART_BYTES=$(( DISK_MIB * 1024 * 1024 - PART_OFFSET - 1024 * 1024 ))  # ... leaving 1 MiB for the backup GPT
 BINFMT=/proc/sys/fs/binfmt_misc
 
-# Host tools and the Debian package providing each.
-need() { command -v "$1" >/dev/null 2>&1 || die "missing '$1' (apt-get install $2)"; }
+# Host tools and the Debian package providing each (need: lib.sh).
 need debootstrap debootstrap
 need qemu-aarch64-static qemu-user-static
 need qemu-img qemu-utils
@@ -117,145 +90,20 @@ fi
 grep -q '^flags:.*F' "$BINFMT/qemu-aarch64" ||
   die "binfmt_misc entry qemu-aarch64 lacks the F (fix binary) flag: chroots cannot run arm64 programs"
 
-mkdir -p "$(dirname "$OUT")"
-WORK=$(mktemp -d "$(dirname "$OUT")/.build-debian12-arm64.XXXXXX")
-ROOT=$WORK/root
-MNT=$WORK/mnt
-RAW=$WORK/disk.raw
-LOOP=
-TMP_OUT=
-
-# Unmount everything below $WORK (deepest first), detach loop, remove $WORK.
-cleanup() {
-  local rc=$? m
-  set +e
-  trap - EXIT INT TERM
-  sync
-  while read -r m; do
-    umount "$m" 2>/dev/null || umount -l "$m"
-  done < <(awk -v w="$WORK/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r)
-  [[ -n $LOOP ]] && losetup -d "$LOOP"
-  [[ -n $TMP_OUT ]] && rm -f "$TMP_OUT" "$TMP_OUT.stamp"
-  if awk -v w="$WORK/" 'index($2, w) == 1 { f = 1 } END { exit !f }' /proc/mounts; then
-    log "WARNING: mounts remain below $WORK, not removing it"
-  else
-    rm -rf --one-file-system "$WORK"
-  fi
-  (( rc == 0 )) || log "FAILED (exit $rc)"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-  DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 "$@"; }
+box_workdir
 
 T0=$SECONDS
 # ---------------------------------------------------------------- debootstrap
 log "debootstrap --arch arm64 $SUITE (minbase) from $MIRROR into $ROOT"
-DBS_ARGS=(--arch=arm64 --variant=minbase --components=main --include="$(IFS=,; echo "${INCLUDE[*]}")")
-if [[ -n ${DEBOOTSTRAP_CACHE_DIR:-} ]]; then
-  mkdir -p "$DEBOOTSTRAP_CACHE_DIR"
-  DBS_ARGS+=(--cache-dir="$(realpath "$DEBOOTSTRAP_CACHE_DIR")")
-fi
-mkdir -p "$ROOT"
-if ! debootstrap "${DBS_ARGS[@]}" "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1; then
-  tail -n 40 "$WORK/debootstrap.log" >&2
-  [[ -f $ROOT/debootstrap/debootstrap.log ]] && tail -n 40 "$ROOT/debootstrap/debootstrap.log" >&2
-  die "debootstrap failed"
-fi
+box_debootstrap --arch=arm64
 [[ $(in_root dpkg --print-architecture) == arm64 ]] || die "the chroot is not arm64"
 log "debootstrap done ($((SECONDS - T0))s)"
 
 # ---------------------------------------------------------------- configure
-log "configuring the guest"
-mount -t proc proc "$ROOT/proc"
-mount -t sysfs sysfs "$ROOT/sys"
-mount --bind /dev "$ROOT/dev"
-mount --bind /dev/pts "$ROOT/dev/pts"
-
-printf '%s\n' "$GUEST_SOURCES" >"$ROOT/etc/apt/sources.list"
-
-# Hostname: cloud-init sets the real one from meta-data.
-echo localhost >"$ROOT/etc/hostname"
-cat >"$ROOT/etc/hosts" <<'EOF'
-127.0.0.1	localhost
-::1		localhost ip6-localhost ip6-loopback
-ff02::1		ip6-allnodes
-ff02::2		ip6-allrouters
-EOF
-# debootstrap copied the build host's resolv.conf; dhclient writes the guest's.
-rm -f "$ROOT/etc/resolv.conf"
-
-# ifupdown: loopback only; cloud-init renders the NIC (DHCP) into interfaces.d.
-cat >"$ROOT/etc/network/interfaces" <<'EOF'
-source /etc/network/interfaces.d/*
-
-auto lo
-iface lo inet loopback
-EOF
-mkdir -p "$ROOT/etc/network/interfaces.d"
-
-# cloud-init: NoCloud seed (cidata) or nothing; keep our apt sources.
-cat >"$ROOT/etc/cloud/cloud.cfg.d/90-devbox-box.cfg" <<'EOF'
-# devbox test box (test/box/build-debian12-arm64.sh)
-datasource_list: [NoCloud, None]
-apt:
-  preserve_sources_list: true
-manage_etc_hosts: true
-EOF
-# No locales are generated in this box: drop cloud-init's locale module
-# (it would run locale-gen for en_US.UTF-8 on first boot, slow under TCG).
-sed -i '/^ *- locale$/d' "$ROOT/etc/cloud/cloud.cfg"
-
-# sshd: host keys come from cloud-init (ssh_keys) on first boot; if none are
-# there for some reason, generate them instead of failing `sshd -t`.
-rm -f "$ROOT"/etc/ssh/ssh_host_*
-mkdir -p "$ROOT/etc/systemd/system/ssh.service.d"
-cat >"$ROOT/etc/systemd/system/ssh.service.d/10-devbox-hostkeys.conf" <<'EOF'
-[Service]
-ExecStartPre=
-ExecStartPre=/usr/bin/ssh-keygen -A
-ExecStartPre=/usr/sbin/sshd -t
-EOF
-
-# Background apt jobs would grab the dpkg lock while devbox installs Docker.
-# Masked (not disabled): first boot with an empty machine-id runs preset-all.
-in_root systemctl mask apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1
-
-# Keep future package installs small too.
-cat >"$ROOT/etc/dpkg/dpkg.cfg.d/01-devbox-nodoc" <<'EOF'
-path-exclude /usr/share/doc/*
-path-include /usr/share/doc/*/copyright
-path-exclude /usr/share/man/*
-path-exclude /usr/share/info/*
-EOF
-cat >"$ROOT/etc/apt/apt.conf.d/01-devbox-norecommends" <<'EOF'
-APT::Install-Recommends "false";
-EOF
+box_configure
 
 # initramfs: virtio disk on PCI (libvirt, QEMU -M virt) or MMIO, and ext4.
-cat >>"$ROOT/etc/initramfs-tools/modules" <<'EOF'
-virtio_pci
-virtio_mmio
-virtio_blk
-ext4
-EOF
-in_root update-initramfs -u -k all >"$WORK/initramfs.log" 2>&1 || { cat "$WORK/initramfs.log" >&2; die "update-initramfs failed"; }
-
-KVER=$(basename "$(readlink -f "$ROOT/vmlinuz")"); KVER=${KVER#vmlinuz-}
-[[ -f $ROOT/boot/vmlinuz-$KVER && -f $ROOT/boot/initrd.img-$KVER ]] || die "kernel/initrd not found ($KVER)"
-in_root lsinitramfs "/boot/initrd.img-$KVER" >"$WORK/initrd.list"
-for mod in virtio_pci virtio_blk; do
-  if grep -q "^CONFIG_${mod^^}=y" "$ROOT/boot/config-$KVER"; then
-    log "initramfs check: $mod is built into kernel $KVER"
-  elif grep -q "/$mod\.ko" "$WORK/initrd.list"; then
-    log "initramfs check: $mod.ko is in initrd.img-$KVER"
-  else
-    die "$mod missing from kernel and initramfs $KVER"
-  fi
-done
+box_initramfs virtio_pci virtio_mmio virtio_blk ext4
 grep -q '^CONFIG_SERIAL_AMBA_PL011_CONSOLE=y' "$ROOT/boot/config-$KVER" ||
   die "kernel $KVER has no PL011 serial console (ttyAMA0)"
 
@@ -313,22 +161,7 @@ grub-efi-arm64 grub2/update_nvram boolean false
 EOF
 
 # Clean: machine identity, logs, caches, docs.
-: >"$ROOT/etc/machine-id"
-rm -f "$ROOT/var/lib/dbus/machine-id"
-in_root apt-get clean
-rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/cache/apt/*.bin \
-  "$ROOT"/var/cache/debconf/*-old "$ROOT"/var/lib/dpkg/*-old \
-  "$ROOT"/var/cache/ldconfig/aux-cache \
-  "$ROOT"/usr/share/man/* "$ROOT"/usr/share/info/* \
-  "$ROOT"/tmp/* "$ROOT"/var/tmp/* "$ROOT"/root/.bash_history
-mkdir -p "$ROOT/var/lib/apt/lists/partial"
-find "$ROOT/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
-find "$ROOT/usr/share/doc" -mindepth 1 -type d -empty -delete
-find "$ROOT/var/log" -type f -delete
-rm -rf "$ROOT/var/lib/cloud"
-
-umount "$ROOT/dev/pts" "$ROOT/dev" "$ROOT/sys" "$ROOT/proc"
-log "configured ($((SECONDS - T0))s)"
+box_clean
 
 # ---------------------------------------------------------------- disk
 TREE_MIB=$(du -sm --one-file-system "$ROOT" | cut -f1)
@@ -375,12 +208,4 @@ umount "$MNT"
 losetup -d "$LOOP"; LOOP=
 
 # ---------------------------------------------------------------- qcow2
-log "converting to compressed qcow2"
-TMP_OUT=$(mktemp "$(dirname "$OUT")/.$(basename "$OUT").XXXXXX")
-qemu-img convert -c -O qcow2 "$RAW" "$TMP_OUT"
-chmod 0644 "$TMP_OUT"
-echo "$STAMP_WANT" >"$TMP_OUT.stamp"
-mv -f "$TMP_OUT" "$OUT"
-mv -f "$TMP_OUT.stamp" "$OUT.stamp"
-TMP_OUT=
-log "done in $((SECONDS - T0))s: $OUT ($(du -h "$OUT" | cut -f1), kernel $KVER)"
+box_qcow2
