@@ -12,7 +12,8 @@ import (
 // guestSystemPaths may not be shared: mounting over them would break the VM.
 var guestSystemPaths = []string{"/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/run", "/sbin", "/sys", "/usr", "/var/lib", "/var/run"}
 
-func within(path, dir string) bool {
+// Within reports whether path is dir or lies inside it (both clean).
+func Within(path, dir string) bool {
 	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
 }
 
@@ -67,7 +68,7 @@ func refusedShare(path string) string {
 		}
 	}
 	for _, sys := range hostSystemPaths {
-		if within(path, sys) {
+		if Within(path, sys) {
 			return fmt.Sprintf("is inside the system folder %s, which the VM must not reach; share a project folder", sys)
 		}
 	}
@@ -108,7 +109,7 @@ func (c *Config) validateMounts(bad func(field, format string, a ...any)) {
 			continue
 		}
 		for _, sys := range guestSystemPaths {
-			if within(m.Host, sys) {
+			if Within(m.Host, sys) {
 				bad(p+".host", "%s would hide the VM's own %s; share a folder elsewhere", shown, sys)
 			}
 		}
@@ -120,7 +121,7 @@ func (c *Config) validateMounts(bad func(field, format string, a ...any)) {
 			continue
 		}
 		for _, j := range checked {
-			if other := c.Mounts[j]; within(m.Host, other.Host) || within(other.Host, m.Host) {
+			if other := c.Mounts[j]; Within(m.Host, other.Host) || Within(other.Host, m.Host) {
 				bad(p+".host", "%s overlaps mounts[%d] (%s); share one or the other", shown, j, other.Host)
 			}
 		}
@@ -173,7 +174,7 @@ func (c *Config) MountFor(path string) (Mount, bool) { return FindMount(c.Mounts
 func FindMount(mounts []Mount, path string) (Mount, bool) {
 	path = filepath.Clean(path)
 	for _, m := range mounts {
-		if within(path, m.Host) {
+		if Within(path, m.Host) {
 			return m, true
 		}
 	}

@@ -183,7 +183,7 @@ func (in *Instance) waitAgent(ctx context.Context, exited <-chan error) error {
 			continue
 		}
 		last, lastErr = st, nil
-		if st.Connection.State != "up" || mountsPending(st) {
+		if st.Connection.State != agent.ConnUp || mountsPending(st) {
 			continue
 		}
 		return agentFailures(st)
@@ -328,7 +328,7 @@ func setDetached(cmd *exec.Cmd) {
 // failed yet.
 func mountsPending(st agent.Status) bool {
 	for _, m := range st.Mounts {
-		if m.State != "mounted" && m.State != "failed" {
+		if m.State != agent.Mounted && m.State != agent.Failed {
 			return true
 		}
 	}
@@ -340,14 +340,14 @@ func mountsPending(st agent.Status) bool {
 func agentFailures(st agent.Status) error {
 	var lines []string
 	for _, m := range st.Mounts {
-		if m.State == "failed" {
+		if m.State == agent.Failed {
 			lines = append(lines, fmt.Sprintf("shared folder %s: %s", m.Host, m.Reason))
 		}
 	}
 	for _, f := range st.Forwards {
 		// A port a container publishes may be taken by another program on
 		// the host; status shows it, but up cannot fix it.
-		if f.State == "failed" && f.Container == "" {
+		if f.State == agent.Failed && f.Container == "" {
 			what := fmt.Sprintf("forward %s → guest port %d", f.Host, f.Guest)
 			if f.Container != "" {
 				what = fmt.Sprintf("published port %s of container %s", f.Host, f.Container)
@@ -355,7 +355,7 @@ func agentFailures(st agent.Status) error {
 			lines = append(lines, what+": "+f.Reason)
 		}
 	}
-	if st.Docker.State == "failed" {
+	if st.Docker.State == agent.Failed {
 		lines = append(lines, fmt.Sprintf("docker socket %s: %s", st.Docker.Path, st.Docker.Reason))
 	}
 	if len(lines) == 0 {

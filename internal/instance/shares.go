@@ -112,16 +112,12 @@ func (in *Instance) checkHomeNotShared() error {
 			continue
 		}
 		for i, m := range in.Cfg.Mounts {
-			if within(real, m.Host) {
+			if config.Within(real, m.Host) {
 				return fmt.Errorf("%s is invalid:\n  - mounts[%d].host: %s holds devbox's own folder %s (keys, sockets): share a folder that does not contain it, or move DEVBOX_HOME", in.Cfg.File, i, m.Host, own)
 			}
 		}
 	}
 	return nil
-}
-
-func within(path, dir string) bool {
-	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
 }
 
 // settleShares compares devbox.yaml with what was accepted. Widening needs
