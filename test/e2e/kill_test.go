@@ -96,9 +96,14 @@ func TestTwoUpsShareOneUpload(t *testing.T) {
 	if err := os.WriteFile(box, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Two projects of one user: one devbox home, so one box cache and
+	// its per-box lock (a lock across homes is not built).
 	var envs []*env
 	for _, name := range []string{"twin-a", "twin-b"} {
 		e := newEnv(t, fmt.Sprintf("name: %s\nbox: %s\ncpus: 1\nmemory: 256MiB\ndisk: 1GiB\nmounts: []\n", name, box))
+		if len(envs) > 0 {
+			e.home = envs[0].home
+		}
 		e.cleanup(name)
 		envs = append(envs, e)
 	}
