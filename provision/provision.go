@@ -26,6 +26,10 @@ type Runner interface {
 // StateDir holds devbox's markers inside the guest (a variable for tests).
 var StateDir = "/var/lib/devbox"
 
+// BinfmtDir is where the guest's kernel lists binfmt_misc entries (a
+// variable for tests).
+var BinfmtDir = "/proc/sys/fs/binfmt_misc"
+
 // stampFile records the plan a guest was last fully provisioned with.
 func stampFile() string { return StateDir + "/provisioned" }
 
@@ -56,7 +60,10 @@ type Options struct {
 	User          string // the docker-group user
 	DockerSource  string // auto, docker or distro
 	SharedFolders bool   // install sshfs for reverse-SSHFS mounts
-	Steps         []UserStep
+	// Emulators are QEMU user-mode emulators (x86_64, aarch64, ...) to
+	// register with binfmt_misc, so images of those platforms run.
+	Emulators []string
+	Steps     []UserStep
 }
 
 // Plan is the ordered list of steps for opts.
@@ -105,6 +112,9 @@ fi`,
 			Script: installSSHFS,
 		})
 	}
+	if len(opts.Emulators) > 0 {
+		steps = append(steps, emulatorStep(opts.Emulators))
+	}
 	for _, s := range opts.Steps {
 		st := Step{Name: s.Name, Script: s.Script, AsUser: !s.AsRoot}
 		if !s.Always {
@@ -128,6 +138,39 @@ if [ -f "$conf" ] && grep -q '^update_initramfs=yes' "$conf"; then
 fi
 apt_get() { apt-get -o Dpkg::Use-Pty=0 -q -y "$@" </dev/null; }
 apt_get install --no-install-recommends sshfs || { apt_get update && apt_get install --no-install-recommends sshfs; }`
+
+// emulatorStep installs Debian's qemu-user-static and has systemd-binfmt
+// register its emulators. Their entries carry the F flag (the kernel opens
+// the emulator at registration), which is what lets a container, whose
+// root has no /usr/bin/qemu-*, run a foreign binary.
+func emulatorStep(names []string) Step {
+	var quoted []string
+	for _, n := range names {
+		quoted = append(quoted, shellQuote(n))
+	}
+	list := strings.Join(quoted, " ")
+	check := "for n in " + list + "; do f=" + BinfmtDir + "/qemu-$n; " +
+		"grep -qx enabled \"$f\" && grep -q '^flags: .*F' \"$f\" || exit 1; done"
+	return Step{
+		Name:  "Registering emulators for foreign images (" + strings.Join(names, ", ") + ")",
+		Check: check,
+		Script: `export DEBIAN_FRONTEND=noninteractive
+apt_get() { apt-get -o Dpkg::Use-Pty=0 -q -y "$@" </dev/null; }
+if ! dpkg-query -W -f '${Status}' qemu-user-static 2>/dev/null | grep -q 'ok installed'; then
+  apt_get install --no-install-recommends qemu-user-static || { apt_get update && apt_get install --no-install-recommends qemu-user-static; }
+fi
+systemctl restart systemd-binfmt
+for n in ` + list + `; do
+  f=` + BinfmtDir + `/qemu-$n
+  if ! grep -qx enabled "$f" 2>/dev/null; then
+    echo "the emulator qemu-$n is not registered with binfmt_misc ($f is missing or disabled)" >&2
+    exit 1
+  fi
+  grep -q '^flags: .*F' "$f" || { echo "qemu-$n is registered without the F flag: containers cannot use it ($(grep flags "$f"))" >&2; exit 1; }
+  echo "qemu-$n: registered ($(grep '^interpreter' "$f"))"
+done`,
+	}
+}
 
 // Stamp identifies a plan: a guest stamped with it needs no provisioning.
 func Stamp(steps []Step) string {

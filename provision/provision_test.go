@@ -209,3 +209,61 @@ func TestSSHFSStepPausesInitramfsAndRestoresIt(t *testing.T) {
 		t.Error("sshfs installed without shared folders")
 	}
 }
+
+func TestEmulatorStepRegistersAndChecksTheFFlag(t *testing.T) {
+	steps, _ := Plan(Options{User: "dev", DockerSource: "distro", Emulators: []string{"x86_64"}})
+	emu := steps[len(steps)-1]
+	if !strings.Contains(emu.Name, "x86_64") {
+		t.Fatalf("last step = %q", emu.Name)
+	}
+	without, _ := Plan(Options{User: "dev", DockerSource: "distro"})
+	if len(without) != len(steps)-1 || Stamp(without) == Stamp(steps) {
+		t.Error("the emulator step is planned without emulators, or does not change the stamp")
+	}
+
+	binfmt := t.TempDir()
+	old := BinfmtDir
+	t.Cleanup(func() { BinfmtDir = old })
+	BinfmtDir = binfmt
+	steps, _ = Plan(Options{User: "dev", DockerSource: "distro", Emulators: []string{"x86_64"}})
+	emu = steps[len(steps)-1]
+
+	// A fake apt-get and systemctl: systemd-binfmt "registers" what the
+	// test puts in entry, as the kernel would show it.
+	bin := t.TempDir()
+	entry := filepath.Join(t.TempDir(), "entry")
+	os.WriteFile(filepath.Join(bin, "apt-get"), []byte("#!/bin/sh\ntouch "+bin+"/apt-ran\n"), 0o755)
+	os.WriteFile(filepath.Join(bin, "dpkg-query"), []byte("#!/bin/sh\nexit 1\n"), 0o755)
+	os.WriteFile(filepath.Join(bin, "systemctl"), []byte("#!/bin/sh\ncp "+entry+" "+binfmt+"/qemu-x86_64\n"), 0o755)
+	r := newShellRunner(t)
+	r.env = append(r.env, "PATH="+bin+":"+os.Getenv("PATH"))
+	run := func(script string) (int, string) {
+		var out bytes.Buffer
+		code, err := r.Run(context.Background(), "bash -e", strings.NewReader(script), &out, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code, out.String()
+	}
+	if code, _ := run(emu.Check); code == 0 {
+		t.Error("check passes with nothing registered")
+	}
+	// Registered without F: containers could not use it; the step says so.
+	os.WriteFile(entry, []byte("enabled\ninterpreter /usr/libexec/qemu-binfmt/x86_64-binfmt-P\nflags: OP\n"), 0o644)
+	if code, out := run(emu.Script); code == 0 || !strings.Contains(out, "without the F flag") {
+		t.Errorf("no F flag: exit %d, %q", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(bin, "apt-ran")); err != nil {
+		t.Error("qemu-user-static was not installed")
+	}
+	if code, _ := run(emu.Check); code == 0 {
+		t.Error("check passes without the F flag")
+	}
+	os.WriteFile(entry, []byte("enabled\ninterpreter /usr/libexec/qemu-binfmt/x86_64-binfmt-P\nflags: OPF\n"), 0o644)
+	if code, out := run(emu.Script); code != 0 || !strings.Contains(out, "qemu-x86_64: registered") {
+		t.Errorf("registered with F: exit %d, %q", code, out)
+	}
+	if code, _ := run(emu.Check); code != 0 {
+		t.Error("check fails on a registered emulator")
+	}
+}

@@ -61,6 +61,10 @@ type Docker struct {
 	// Source is auto (Docker's own apt repository when the guest can reach
 	// it, else the distribution's), docker, or distro.
 	Source string `yaml:"source"`
+	// Platforms are the image platforms (linux/amd64, ...) the engine must
+	// run besides the guest's own; foreign ones are emulated with QEMU's
+	// user-mode emulators, registered in the guest by provisioning.
+	Platforms []string `yaml:"platforms"`
 }
 
 // Step is one of the user's own provisioning steps.
@@ -378,6 +382,11 @@ func (c *Config) Validate() error {
 	}
 	if !contains([]string{"auto", "docker", "distro"}, c.Docker.Source) {
 		bad("docker.source", "%q must be auto, docker or distro", c.Docker.Source)
+	}
+	for i, p := range c.Docker.Platforms {
+		if _, ok := platforms[p]; !ok {
+			bad(fmt.Sprintf("docker.platforms[%d]", i), "%q is not a platform devbox can run; known: %s", p, strings.Join(knownPlatforms(), ", "))
+		}
 	}
 	seen := map[string]bool{}
 	for i, s := range c.Provision {

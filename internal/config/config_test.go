@@ -320,3 +320,27 @@ mounts:
 		t.Error("MountFor does not match a path inside the resolved folder")
 	}
 }
+
+func TestDockerPlatforms(t *testing.T) {
+	for _, tc := range []struct {
+		arch, platforms, want string
+	}{
+		{"aarch64", "[linux/amd64]", "x86_64"},
+		{"aarch64", "[linux/arm64, linux/amd64, linux/386, linux/arm/v7]", "i386 x86_64"},
+		{"x86_64", "[linux/amd64, linux/386]", ""},
+		{"x86_64", "[linux/arm64, linux/arm/v7, linux/arm/v6]", "aarch64 arm"},
+		{"x86_64", "[]", ""},
+	} {
+		c, err := parse(t, "box: x.qcow2\narch: "+tc.arch+"\ndocker:\n  platforms: "+tc.platforms+"\n")
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.arch, tc.platforms, err)
+		}
+		if got := strings.Join(c.Emulators(), " "); got != tc.want {
+			t.Errorf("%s guest, platforms %s: emulators %q, want %q", tc.arch, tc.platforms, got, tc.want)
+		}
+	}
+	_, err := parse(t, "box: x.qcow2\ndocker:\n  platforms: [linux/amd64, windows/amd64]\n")
+	if err == nil || !strings.Contains(err.Error(), `docker.platforms[1]: "windows/amd64" is not a platform`) || !strings.Contains(err.Error(), "linux/riscv64") {
+		t.Errorf("windows/amd64: %v, want an error naming the entry and the known platforms", err)
+	}
+}

@@ -273,7 +273,7 @@ func (in *Instance) plan() ([]provision.Step, error) {
 		steps = append(steps, provision.UserStep{Name: s.Name, Always: s.Run == "always", Script: s.Script, AsRoot: s.AsRoot()})
 	}
 	return provision.Plan(provision.Options{User: in.Cfg.User.Name, DockerSource: in.Cfg.Docker.Source,
-		SharedFolders: len(in.Cfg.Mounts) > 0, Steps: steps})
+		SharedFolders: len(in.Cfg.Mounts) > 0, Emulators: in.Cfg.Emulators(), Steps: steps})
 }
 
 // provision runs the plan when mode and the guest's stamp call for it.
