@@ -34,15 +34,19 @@ var (
 
 // Spec is everything needed to create an instance.
 type Spec struct {
-	Name       string // hypervisor-level name, unique on the host
-	Instance   string // the user's instance name
-	Home       string // devbox home that owns it (recorded for list/status)
-	User       string // the guest user devbox logs in as (recorded)
-	CPUs       int
-	MemoryMiB  int64
-	DiskBytes  int64  // virtual size of the instance's disk
-	Arch       string // guest architecture: x86_64 or aarch64 (the box's)
-	Accel      string // kvm, hvf or tcg (already resolved, see Driver.ResolveAccel)
+	Name      string // hypervisor-level name, unique on the host
+	Instance  string // the user's instance name
+	Home      string // devbox home that owns it (recorded for list/status)
+	User      string // the guest user devbox logs in as (recorded)
+	CPUs      int
+	MemoryMiB int64
+	DiskBytes int64  // virtual size of the instance's disk
+	Arch      string // guest architecture: x86_64 or aarch64 (the box's)
+	Accel     string // kvm, hvf or tcg (already resolved, see Driver.ResolveAccel)
+	// CPUModel is the guest CPU: empty picks one for Arch and Accel (the
+	// host's own under kvm/hvf), "host" the host's own, "max" every
+	// feature QEMU has, else a QEMU model name (cortex-a72, Haswell).
+	CPUModel   string
 	BoxPath    string // local image the base volume is made from
 	BoxSHA256  string // identifies the base volume: one per box content
 	BoxFormat  string // qcow2 or raw

@@ -33,6 +33,7 @@ type Config struct {
 	DiskText        string    `yaml:"disk"`
 	Arch            string    `yaml:"arch"`
 	Accel           string    `yaml:"accel"`
+	CPUModel        string    `yaml:"cpu_model"`
 	LibvirtURI      string    `yaml:"libvirt_uri"`
 	BootTimeoutText string    `yaml:"boot_timeout"`
 	User            User      `yaml:"user"`
@@ -292,6 +293,7 @@ var (
 	userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 	sha256RE   = regexp.MustCompile(`^(sha256:)?[0-9a-fA-F]{64}$`)
 	stepNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}$`)
+	cpuModelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	// Names a guest already uses for its own accounts.
 	reservedUsers = map[string]bool{"root": true, "daemon": true, "bin": true, "sys": true, "nobody": true, "docker": true, "sshd": true}
 )
@@ -360,6 +362,9 @@ func (c *Config) Validate() error {
 	}
 	if !contains(Arches, c.Arch) {
 		bad("arch", "%q must be x86_64 or aarch64 (or amd64, arm64), matching the box; the default is this host's", c.Arch)
+	}
+	if c.CPUModel != "" && !cpuModelRE.MatchString(c.CPUModel) {
+		bad("cpu_model", "%q is not a CPU model name (host, max, or one of QEMU's, such as cortex-a72 or Haswell)", c.CPUModel)
 	}
 	if !contains(Accelerators, c.Accel) {
 		bad("accel", "%q must be one of %s (DEVBOX_ACCEL overrides it)", c.Accel, strings.Join(Accelerators, ", "))

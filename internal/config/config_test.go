@@ -344,3 +344,17 @@ func TestDockerPlatforms(t *testing.T) {
 		t.Errorf("windows/amd64: %v, want an error naming the entry and the known platforms", err)
 	}
 }
+
+func TestCPUModel(t *testing.T) {
+	for _, m := range []string{"host", "max", "cortex-a72", "Haswell-v4", "qemu64"} {
+		c, err := parse(t, "box: x.qcow2\ncpu_model: "+m+"\n")
+		if err != nil || c.CPUModel != m {
+			t.Errorf("cpu_model %s: %v, %q", m, err, c.CPUModel)
+		}
+	}
+	for _, m := range []string{`"max'/><x"`, `"-cpu"`, `"a b"`} {
+		if _, err := parse(t, "box: x.qcow2\ncpu_model: "+m+"\n"); err == nil || !strings.Contains(err.Error(), "cpu_model:") {
+			t.Errorf("cpu_model %s: %v, want refused", m, err)
+		}
+	}
+}

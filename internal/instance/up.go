@@ -221,6 +221,7 @@ func (in *Instance) create(ctx context.Context, d vm.Driver) (err error) {
 			DiskBytes:  int64(cfg.Disk),
 			Arch:       cfg.Arch,
 			Accel:      accel,
+			CPUModel:   cfg.CPUModel,
 			BoxPath:    box.Path,
 			BoxSHA256:  box.SHA256,
 			BoxFormat:  box.Format,

@@ -13,6 +13,8 @@ type DomainData struct {
 	DomainType string
 	// CPUMode is the <cpu mode>, or empty for QEMU's default model.
 	CPUMode string
+	// CPUModelName is the named model of mode custom, else empty.
+	CPUModelName string
 	// GIC is the aarch64 interrupt controller's version.
 	GIC string
 	// NetROM ends the network device's QEMU options.
@@ -29,8 +31,26 @@ type DomainData struct {
 // maximum). Which boots and builds faster is for the benchmark to say.
 const x86TCGCPU = "qemu64"
 
-// cpuMode picks the guest CPU for arch and accel.
-func cpuMode(arch, accel string) string {
+// cpuMode is the guest CPU for arch and accel: the <cpu> mode, and the
+// model's name for mode custom. model is the user's choice (vm.Spec's
+// CPUModel), empty for devbox's.
+func cpuMode(arch, accel, model string) (mode, name string, err error) {
+	switch model {
+	case "":
+		return defaultCPUMode(arch, accel), "", nil
+	case "host":
+		if accel == "tcg" {
+			return "", "", fmt.Errorf("cpu_model host needs kvm or hvf, and this instance runs under tcg (hint: remove cpu_model, or use max or a model QEMU emulates)")
+		}
+		return "host-passthrough", "", nil
+	case "max":
+		return "maximum", "", nil
+	}
+	return "custom", model, nil
+}
+
+// defaultCPUMode picks the guest CPU for arch and accel.
+func defaultCPUMode(arch, accel string) string {
 	switch {
 	case accel != "tcg":
 		return "host-passthrough" // kvm, hvf: the host's own CPU
@@ -66,14 +86,19 @@ func RenderDomain(spec vm.Spec) ([]byte, error) {
 	if err := checkArch(spec.Arch); err != nil {
 		return nil, fmt.Errorf("render domain %s: %w", spec.Name, err)
 	}
+	mode, model, err := cpuMode(spec.Arch, spec.Accel, spec.CPUModel)
+	if err != nil {
+		return nil, fmt.Errorf("render domain %s: %w", spec.Name, err)
+	}
 	data := DomainData{
-		Spec:       spec,
-		DomainType: domainType(spec.Accel),
-		CPUMode:    cpuMode(spec.Arch, spec.Accel),
-		Pool:       PoolName,
-		DiskVolume: diskVolume(spec.Name),
-		SeedVolume: seedVolume(spec.Name),
-		MetadataNS: MetadataNS,
+		Spec:         spec,
+		DomainType:   domainType(spec.Accel),
+		CPUMode:      mode,
+		CPUModelName: model,
+		Pool:         PoolName,
+		DiskVolume:   diskVolume(spec.Name),
+		SeedVolume:   seedVolume(spec.Name),
+		MetadataNS:   MetadataNS,
 	}
 	if spec.Arch == "aarch64" {
 		data.GIC = gicVersion(spec.Accel)

@@ -16,7 +16,7 @@ func TestGoldenSetIsComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want []string
+	want := []string{filepath.Join("testdata", goldenCPUModel)}
 	for _, arch := range goldenArches {
 		for _, accel := range goldenAccels {
 			want = append(want, filepath.Join("testdata", goldenDomain(arch, accel)))
@@ -81,6 +81,30 @@ func TestX86CPU(t *testing.T) {
 		if strings.Contains(x, "firmware=") || strings.Contains(x, "romfile") {
 			t.Errorf("x86_64/%s changed firmware or network ROM:\n%s", accel, x)
 		}
+	}
+}
+
+func TestCPUModel(t *testing.T) {
+	for _, tc := range []struct {
+		arch, accel, model, want string
+	}{
+		{"x86_64", "tcg", "max", "<cpu mode='maximum'/>"},
+		{"x86_64", "kvm", "host", "<cpu mode='host-passthrough'/>"},
+		{"x86_64", "kvm", "Haswell", "<model fallback='forbid'>Haswell</model>"},
+		{"aarch64", "tcg", "cortex-a72", "<cpu mode='custom' match='exact' check='none'>"},
+		{"aarch64", "hvf", "", "<cpu mode='host-passthrough'/>"},
+	} {
+		s := archSpec(tc.arch, tc.accel)
+		s.CPUModel = tc.model
+		out, err := RenderDomain(s)
+		if err != nil || !strings.Contains(string(out), tc.want) || strings.Count(string(out), "<cpu") != 1 {
+			t.Errorf("%s/%s cpu_model %q: %v, want one <cpu> with %s:\n%s", tc.arch, tc.accel, tc.model, err, tc.want, out)
+		}
+	}
+	s := archSpec("x86_64", "tcg")
+	s.CPUModel = "host"
+	if _, err := RenderDomain(s); err == nil || !strings.Contains(err.Error(), "cpu_model host needs kvm or hvf") {
+		t.Errorf("host under tcg: %v", err)
 	}
 }
 
