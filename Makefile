@@ -8,7 +8,7 @@ BIN     := bin/devbox
 # How long make fuzz (part of make test) fuzzes the config parser.
 FUZZTIME ?= 20s
 
-.PHONY: build test test-unit lint cross fuzz test-e2e test-arm64 box bench demo clean
+.PHONY: build test test-unit lint cross fuzz test-e2e test-arm64 box box-arm64 bench demo clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/devbox
@@ -27,11 +27,11 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./...
 
-## cross: devbox still builds for the other platforms it runs on.
+## cross: devbox builds and vets for the other platforms it runs on (lint vets linux/amd64).
 cross:
 	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
-	GOOS=darwin GOARCH=amd64 $(GO) build ./...
-	GOOS=linux GOARCH=arm64 $(GO) build ./...
+	GOOS=darwin GOARCH=amd64 $(GO) vet ./...
+	GOOS=linux GOARCH=arm64 $(GO) vet ./...
 
 ## fuzz: the config parser on generated input, for FUZZTIME.
 fuzz:
@@ -40,18 +40,24 @@ fuzz:
 box:
 	bash test/box/build-debian12$(BOX_ARCH).sh $(BOX)
 
-test-e2e: box
-	DEVBOX_E2E_BOX=$(BOX) $(GO) test -tags e2e -count=1 -v -timeout 70m ./test/e2e/
-
-## test-arm64: an aarch64 guest boots under emulation through libvirt (not yet in make test).
-ARM64_BOX := /var/cache/devbox-test/debian12-arm64.qcow2
-test-arm64:
+## box-arm64: the arm64 test box, and Debian's arm64 static busybox for its images.
+ARM64_BOX     := /var/cache/devbox-test/debian12-arm64.qcow2
+BUSYBOX_ARM64 := /var/cache/devbox-test/busybox-arm64
+box-arm64:
 	$(MAKE) box ARCH=arm64
-	DEVBOX_E2E_BOX=$(BOX) DEVBOX_E2E_BOX_ARM64=$(ARM64_BOX) $(GO) test -tags e2e -count=1 -v -timeout 60m -run TestArm64Boot ./test/e2e/
+	bash test/box/fetch-busybox.sh arm64 $(BUSYBOX_ARM64)
+
+E2E_ENV = DEVBOX_E2E_BOX=$(BOX) DEVBOX_E2E_BOX_ARM64=$(ARM64_BOX) DEVBOX_E2E_BUSYBOX_ARM64=$(BUSYBOX_ARM64)
+test-e2e: box box-arm64
+	$(E2E_ENV) $(GO) test -tags e2e -count=1 -v -timeout 80m ./test/e2e/
+
+## test-arm64: only the aarch64 guest (engine, arm64 and amd64 images).
+test-arm64: box box-arm64
+	$(E2E_ENV) $(GO) test -tags e2e -count=1 -v -timeout 60m -run TestArm64 ./test/e2e/
 
 ## bench: timings against OpenSSH on the same guest, in one run.
-bench: box
-	DEVBOX_E2E_BOX=$(BOX) $(GO) test -tags e2e -count=1 -v -timeout 60m -run '^$$' -bench . -benchtime 1x ./test/e2e/
+bench: box box-arm64
+	$(E2E_ENV) $(GO) test -tags e2e -count=1 -v -timeout 60m -run '^$$' -bench . -benchtime 1x ./test/e2e/
 
 ## demo: a VM with Docker up on this machine, from nothing (run as root).
 demo: box build
