@@ -95,10 +95,12 @@ type Driver interface {
 	// is not self-contained (a qcow2 header naming a backing file or an
 	// external data file) before uploading anything.
 	//
-	// Callers MUST serialize Create and Delete of one instance name, and
-	// Creates that share a box (BoxSHA256), across processes (a host file
-	// lock): Create takes another create's volumes of the same name for
-	// leftovers, and a base volume still being uploaded for one cut short.
+	// Callers MUST serialize Create and Delete of one instance name across
+	// processes (a host file lock): Create takes another create's volumes
+	// of the same name for leftovers. Creates that share a box (BoxSHA256)
+	// should be serialized too, to upload it once; when they are not (two
+	// devbox homes on one libvirt), Create waits for a base volume that
+	// another process is uploading.
 	Create(ctx context.Context, spec Spec, progress Progress) error
 	// Start boots a stopped instance. If its SSH port is taken on the host
 	// it picks another free one. Starting a running instance is a no-op.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,22 +87,35 @@ func TestKillDuringUpload(t *testing.T) {
 
 // TestTwoUpsShareOneUpload: two instances that need the same new box at
 // the same time upload it once; neither takes the other's upload for an
-// incomplete one.
+// incomplete one. Two projects of one user share a devbox home (its box
+// lock makes one wait); two homes (two users on qemu:///system) share
+// only the pool, and the driver waits for the other's upload.
 func TestTwoUpsShareOneUpload(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		oneHome   bool
+		instances []string
+	}{
+		{"one home", true, []string{"twin-a", "twin-b"}},
+		{"two homes", false, []string{"twin-c", "twin-d"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { twoUps(t, tc.oneHome, tc.instances) })
+	}
+}
+
+func twoUps(t *testing.T, oneHome bool, names []string) {
 	// Random bytes, so the upload takes a few seconds: long enough for
 	// the second up to find it half done when nothing makes it wait.
 	box := filepath.Join(t.TempDir(), "shared.raw")
-	data := make([]byte, 16<<20)
+	data := make([]byte, 96<<20)
 	rand.Read(data[4096:])
 	if err := os.WriteFile(box, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// Two projects of one user: one devbox home, so one box cache and
-	// its per-box lock (a lock across homes is not built).
 	var envs []*env
-	for _, name := range []string{"twin-a", "twin-b"} {
+	for _, name := range names {
 		e := newEnv(t, fmt.Sprintf("name: %s\nbox: %s\ncpus: 1\nmemory: 256MiB\ndisk: 1GiB\nmounts: []\n", name, box))
-		if len(envs) > 0 {
+		if oneHome && len(envs) > 0 {
 			e.home = envs[0].home
 		}
 		e.cleanup(name)
@@ -128,6 +142,15 @@ func TestTwoUpsShareOneUpload(t *testing.T) {
 		if !errors.As(errs[i], &ee) || ee.ExitCode() != -1 {
 			t.Errorf("up %d did not get to define: %v\n%s", i, errs[i], outs[i])
 		}
+	}
+	// Uploaded once: a second upload means one up took the other's for
+	// one cut short (and deleted it under its writer).
+	uploads := 0
+	for _, out := range outs {
+		uploads += strings.Count(string(out), "uploaded box into base volume")
+	}
+	if uploads != 1 {
+		t.Errorf("the box was uploaded %d times, want once:\n%s\n---\n%s", uploads, outs[0], outs[1])
 	}
 	for _, e := range envs {
 		if t.Failed() {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 
@@ -200,7 +201,9 @@ func TestCreateReplacesShortBase(t *testing.T) {
 	f.pool = true
 	f.vols[baseVolume(spec.BoxSHA256)] = []byte("QFI")
 	var n notes
-	if err := f.driver().Create(t.Context(), spec, n.progress); err != nil {
+	d := f.driver()
+	d.pollEvery, d.baseStall = time.Millisecond, 50*time.Millisecond
+	if err := d.Create(t.Context(), spec, n.progress); err != nil {
 		t.Fatal(err)
 	}
 	if got := len(f.vols[baseVolume(spec.BoxSHA256)]); int64(got) != spec.BoxSize {
@@ -208,5 +211,73 @@ func TestCreateReplacesShortBase(t *testing.T) {
 	}
 	if !slices.ContainsFunc(n, func(s string) bool { return strings.Contains(s, "incomplete") }) {
 		t.Errorf("progress %q does not tell about the incomplete base", n)
+	}
+}
+
+// otherUploader is a fakeLibvirt where another process uploads the base
+// volume: it appears short and grows a chunk each time its size is read.
+type otherUploader struct {
+	*fakeLibvirt
+	base  string
+	data  []byte
+	chunk int
+	// createFirst: the other process creates the volume just before this
+	// one tries to (its lookup saw nothing, its create fails "exists").
+	createFirst bool
+}
+
+func (o *otherUploader) StorageVolCreateXML(p golibvirt.StoragePool, x string, fl golibvirt.StorageVolCreateFlags) (golibvirt.StorageVol, error) {
+	if o.createFirst && strings.Contains(x, o.base) {
+		o.createFirst = false
+		o.mu.Lock()
+		o.vols[o.base] = []byte{}
+		o.mu.Unlock()
+	}
+	return o.fakeLibvirt.StorageVolCreateXML(p, x, fl)
+}
+
+func (o *otherUploader) StorageVolGetInfoFlags(vol golibvirt.StorageVol, fl uint32) (int8, uint64, uint64, error) {
+	o.mu.Lock()
+	if cur, ok := o.vols[vol.Name]; ok && vol.Name == o.base && len(cur) < len(o.data) {
+		o.vols[vol.Name] = o.data[:min(len(cur)+o.chunk, len(o.data))]
+	}
+	o.mu.Unlock()
+	return o.fakeLibvirt.StorageVolGetInfoFlags(vol, fl)
+}
+
+// TestCreateWaitsForAnotherUpload: a base volume another process is
+// uploading (from another devbox home, so no shared lock) is waited for,
+// neither deleted nor uploaded twice; also when that process creates it
+// between this one's lookup and create.
+func TestCreateWaitsForAnotherUpload(t *testing.T) {
+	box := qcow2Box(t, filepath.Join(t.TempDir(), "ok.qcow2"), 1<<20, "")
+	spec := boxSpec(t, box, "qcow2")
+	data, _ := os.ReadFile(box)
+	base := baseVolume(spec.BoxSHA256)
+	for _, createFirst := range []bool{false, true} {
+		f := newFakeLibvirt()
+		f.pool = true
+		if !createFirst {
+			f.vols[base] = data[:1]
+		}
+		o := &otherUploader{fakeLibvirt: f, base: base, data: data, chunk: len(data)/8 + 1, createFirst: createFirst}
+		// The stall is far longer than the whole upload takes in polls,
+		// and far shorter than the test's deadline.
+		d := &Driver{l: o, uri: f.driver().uri, pollEvery: time.Millisecond, baseStall: 10 * time.Second}
+		var n notes
+		if err := d.Create(t.Context(), spec, n.progress); err != nil {
+			t.Fatalf("createFirst=%v: %v", createFirst, err)
+		}
+		for _, c := range f.calls {
+			if c == "upload "+base || c == "delete volume "+base {
+				t.Errorf("createFirst=%v: %s while another process was uploading it (calls %q)", createFirst, c, f.calls)
+			}
+		}
+		if got := f.vols[base]; len(got) != len(data) {
+			t.Errorf("createFirst=%v: base volume holds %d bytes, want %d", createFirst, len(got), len(data))
+		}
+		if !slices.ContainsFunc(n, func(s string) bool { return strings.Contains(s, "another devbox is uploading it") }) {
+			t.Errorf("createFirst=%v: progress %q does not say it waits", createFirst, n)
+		}
 	}
 }

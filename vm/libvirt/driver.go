@@ -35,6 +35,8 @@ type Driver struct {
 	local bool
 	// pollEvery is how often state is polled while waiting.
 	pollEvery time.Duration
+	// baseStall overrides the package's baseStall (for tests).
+	baseStall time.Duration
 }
 
 var _ vm.Driver = (*Driver)(nil)
@@ -246,40 +248,96 @@ func (d *Driver) poolPath() string {
 	return "/var/lib/libvirt/images/devbox"
 }
 
-// ensureBase uploads the box once into the pool. A base whose size does
-// not match the box (an upload cut short) is deleted and uploaded again;
-// that is only safe because callers never run two creates of one box at
-// once (see vm.Driver.Create), so a short base is never one being
-// uploaded right now.
+// baseStall is how long a short base volume must stay the same size
+// before ensureBase takes it for an upload cut short rather than one in
+// progress (a stream writes several MiB a second).
+const baseStall = 15 * time.Second
+
+// ensureBase uploads the box once into the pool. Callers serialise creates
+// of one box within one devbox home (see vm.Driver.Create), but two homes
+// or two host users on one libvirt share the pool: a base volume that is
+// short is watched, and taken for an upload cut short (deleted and
+// uploaded again) only when it has not grown for baseStall; while it grows,
+// or when another process creates it first, ensureBase waits for it.
 func (d *Driver) ensureBase(ctx context.Context, pool golibvirt.StoragePool, spec vm.Spec, progress vm.Progress) (golibvirt.StorageVol, error) {
 	name := baseVolume(spec.BoxSHA256)
-	if err := d.l.StoragePoolRefresh(pool, 0); err != nil {
-		return golibvirt.StorageVol{}, fmt.Errorf("refresh storage pool %s: %w", PoolName, err)
+	d.refreshPool(pool)
+	stall := d.baseStall
+	if stall == 0 {
+		stall = baseStall
 	}
-	vol, err := d.l.StorageVolLookupByName(pool, name)
-	if err == nil {
+	var (
+		lastSize   uint64
+		lastGrowth time.Time
+		told       bool
+	)
+	for {
+		vol, err := d.l.StorageVolLookupByName(pool, name)
+		if isCode(err, golibvirt.ErrNoStorageVol) {
+			vol, err = d.uploadBase(ctx, pool, name, spec, progress)
+			if !isCode(err, golibvirt.ErrStorageVolExist) {
+				return vol, err
+			}
+			continue // another process created it first: watch it
+		}
+		if err != nil {
+			return vol, fmt.Errorf("look up base volume %s: %w", name, err)
+		}
 		_, _, physical, err := d.l.StorageVolGetInfoFlags(vol, uint32(golibvirt.StorageVolGetPhysical))
-		if err == nil && int64(physical) == spec.BoxSize {
+		switch {
+		case isCode(err, golibvirt.ErrNoStorageVol):
+			continue // deleted meanwhile (its upload failed): upload it here
+		case err != nil:
+			return vol, fmt.Errorf("size of base volume %s: %w", name, err)
+		case int64(physical) == spec.BoxSize:
 			return vol, nil
+		case lastGrowth.IsZero() || physical != lastSize:
+			lastSize, lastGrowth = physical, time.Now()
+		case time.Since(lastGrowth) >= stall:
+			progress("base volume %s is incomplete and has not grown for %s: uploading it again", name, stall.Round(time.Second))
+			if err := d.l.StorageVolDelete(vol, 0); err != nil && !isCode(err, golibvirt.ErrNoStorageVol) {
+				return vol, fmt.Errorf("delete incomplete base volume %s: %w", name, err)
+			}
+			lastGrowth, told = time.Time{}, false
+			continue
 		}
-		progress("base volume %s is incomplete: uploading it again", name)
-		if err := d.l.StorageVolDelete(vol, 0); err != nil {
-			return vol, fmt.Errorf("delete incomplete base volume %s: %w", name, err)
+		if !told {
+			progress("base volume %s is incomplete (%d of %d MiB): waiting to see whether another devbox is uploading it", name, physical>>20, spec.BoxSize>>20)
+			told = true
 		}
-	} else if !isCode(err, golibvirt.ErrNoStorageVol) {
-		return vol, fmt.Errorf("look up base volume %s: %w", name, err)
+		select {
+		case <-ctx.Done():
+			return vol, ctx.Err()
+		case <-time.After(d.poll()):
+		}
 	}
+}
 
+// refreshPool has libvirt rescan the pool's folder, for volumes removed
+// behind its back. It is best effort: libvirt refuses while the pool has
+// a job ("asynchronous jobs running": another process uploading a box),
+// and its view of the pool is current then anyway.
+func (d *Driver) refreshPool(pool golibvirt.StoragePool) {
+	_ = d.l.StoragePoolRefresh(pool, 0)
+}
+
+// uploadBase creates the base volume and streams the box into it; a
+// failed upload deletes it again. An error with libvirt's "volume exists"
+// code means another process created it first.
+func (d *Driver) uploadBase(ctx context.Context, pool golibvirt.StoragePool, name string, spec vm.Spec, progress vm.Progress) (golibvirt.StorageVol, error) {
 	f, err := os.Open(spec.BoxPath)
 	if err != nil {
-		return vol, fmt.Errorf("open box %s: %w", spec.BoxPath, err)
+		return golibvirt.StorageVol{}, fmt.Errorf("open box %s: %w", spec.BoxPath, err)
 	}
 	defer f.Close()
 	// Checked on the very file that is uploaded, whatever the caller did.
 	if _, err := checkBox(f, spec.BoxPath); err != nil {
+		return golibvirt.StorageVol{}, err
+	}
+	vol, err := d.l.StorageVolCreateXML(pool, plainVolumeXML(name, 0), 0)
+	if isCode(err, golibvirt.ErrStorageVolExist) {
 		return vol, err
 	}
-	vol, err = d.l.StorageVolCreateXML(pool, plainVolumeXML(name, 0), 0)
 	if err != nil {
 		return vol, fmt.Errorf("create base volume %s: %w", name, err)
 	}

@@ -340,7 +340,7 @@ func (d *Driver) instanceVolumes(name string) ([]golibvirt.StorageVol, error) {
 		}
 		return nil, fmt.Errorf("look up storage pool %s: %w", PoolName, err)
 	}
-	_ = d.l.StoragePoolRefresh(pool, 0)
+	d.refreshPool(pool)
 	var vols []golibvirt.StorageVol
 	for _, v := range []string{diskVolume(name), seedVolume(name)} {
 		vol, err := d.l.StorageVolLookupByName(pool, v)
