@@ -81,10 +81,7 @@ func TestSSHNeverUp(t *testing.T) {
 // port without reprovisioning, destroy.
 func TestLifecycle(t *testing.T) {
 	box := boxPath(t)
-	busybox, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Fatal("busybox not found (hint: apt-get install busybox-static)")
-	}
+	busybox := hostBusybox(t)
 	forwardPort, publishPort := freePort(t), freePort(t)
 	e := newEnv(t, fmt.Sprintf(`name: life
 box: %s
@@ -137,14 +134,7 @@ provision:
 		}
 	})
 	t.Run("docker build and run from a piped tar", func(t *testing.T) {
-		ctx := t.TempDir()
-		data, err := os.ReadFile(busybox)
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(ctx, "busybox"), data, 0o755)
-		os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(
-			"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"/bin/sh\"]\n"), 0o644)
+		ctx := scratchImage(t, busybox)
 		tarball, err := exec.Command("tar", "c", "-C", ctx, ".").Output()
 		if err != nil {
 			t.Fatal(err)

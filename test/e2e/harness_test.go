@@ -34,6 +34,7 @@ type env struct {
 	bin     string
 	home    string // DEVBOX_HOME
 	project string // folder holding devbox.yaml
+	name    string // the instance its devbox.yaml names
 	extra   []string
 	// as, when set, runs devbox as this ordinary host user.
 	as *hostUser
@@ -80,6 +81,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// hostBusybox is the host's static busybox, for FROM-scratch images of
+// the host's architecture.
+func hostBusybox(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatal("busybox not found (hint: apt-get install busybox-static)")
+	}
+	return p
+}
+
 // boxPath is the test box; the e2e tests cannot run without one.
 func boxPath(t testing.TB) string {
 	p := os.Getenv("DEVBOX_E2E_BOX")
@@ -102,7 +114,8 @@ func newEnv(t *testing.T, config string) *env {
 
 func (e *env) writeConfig(config string) {
 	e.t.Helper()
-	e.watch(configName(config))
+	e.name = configName(config)
+	e.watch(e.name)
 	if err := os.WriteFile(filepath.Join(e.project, "devbox.yaml"), []byte(config), 0o644); err != nil {
 		e.t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func freePort(t *testing.T) int {
 // dockerCmd is the host's docker CLI pointed at the instance's socket.
 func dockerCmd(ctx context.Context, e *env, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(e.home, "instances", "life", "docker.sock"), "DOCKER_CONTEXT=")
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(e.home, "instances", e.name, "docker.sock"), "DOCKER_CONTEXT=")
 	cmd.Dir = e.project
 	return cmd
 }
@@ -86,13 +86,7 @@ func testProxy(t *testing.T, e *env, busybox string) {
 	contains(t, "status", e.ok(time.Minute, "status").stdout, "agent:", "running (pid")
 
 	t.Run("host docker builds and runs through the socket", func(t *testing.T) {
-		build := filepath.Join(e.project, "image")
-		os.MkdirAll(build, 0o755)
-		data, _ := os.ReadFile(busybox)
-		os.WriteFile(filepath.Join(build, "busybox"), data, 0o755)
-		os.WriteFile(filepath.Join(build, "Dockerfile"), []byte(
-			"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"/bin/sh\"]\n"), 0o644)
-		hostDocker(t, e, "build", "-q", "-t", "e2e-host", build)
+		hostDocker(t, e, "build", "-q", "-t", "e2e-host", scratchImage(t, busybox))
 		if out := hostDocker(t, e, "run", "--rm", "e2e-host", "echo", "hi"); out != "hi" {
 			t.Errorf("docker run: %q", out)
 		}
