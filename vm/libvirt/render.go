@@ -25,19 +25,32 @@ type DomainData struct {
 	MetadataNS string
 }
 
-// x86TCGCPU is the CPU an x86_64 guest gets under tcg: "qemu64", QEMU's
-// default for machine pc (no <cpu> element: what devbox has always
-// rendered), or "max", every feature TCG emulates (libvirt's mode
-// maximum). Which boots and builds faster is for the benchmark to say.
-const x86TCGCPU = "qemu64"
+// tcgCPUModel is a guest's CPU under tcg when cpu_model is not set, per
+// arch, as make bench (BenchmarkBoot) measured it on a 2-core x86_64 host
+// with QEMU 7.2, boot→SSH of a fresh instance and CPU-bound guest work:
+//   - x86_64: QEMU's default for pc, qemu64 (no <cpu> element, as devbox
+//     always rendered): 34 s, against 40-50 s and 1.05-1.2x the work
+//     for max.
+//   - aarch64: neoverse-n1 (ARMv8.2, what arm64 servers run): 60 s and
+//     9.8 s of work, against 97 s and 17.7 s for max, whose pointer
+//     authentication TCG computes in software (cortex-a72, Lima's pick,
+//     ARMv8.0: 52 s, 11.0 s).
+var tcgCPUModel = map[string]string{"x86_64": "", "aarch64": "neoverse-n1"}
 
-// cpuMode is the guest CPU for arch and accel: the <cpu> mode, and the
-// model's name for mode custom. model is the user's choice (vm.Spec's
-// CPUModel), empty for devbox's.
+// cpuMode is the guest CPU for arch and accel: the <cpu> mode (empty for
+// QEMU's default) and the model's name for mode custom. model is the
+// user's choice (vm.Spec's CPUModel), empty for devbox's: the host's own
+// CPU under kvm and hvf, tcgCPUModel under tcg.
 func cpuMode(arch, accel, model string) (mode, name string, err error) {
+	if model == "" {
+		if accel != "tcg" {
+			return "host-passthrough", "", nil
+		}
+		model = tcgCPUModel[arch]
+	}
 	switch model {
 	case "":
-		return defaultCPUMode(arch, accel), "", nil
+		return "", "", nil
 	case "host":
 		if accel == "tcg" {
 			return "", "", fmt.Errorf("cpu_model host needs kvm or hvf, and this instance runs under tcg (hint: remove cpu_model, or use max or a model QEMU emulates)")
@@ -47,21 +60,6 @@ func cpuMode(arch, accel, model string) (mode, name string, err error) {
 		return "maximum", "", nil
 	}
 	return "custom", model, nil
-}
-
-// defaultCPUMode picks the guest CPU for arch and accel.
-func defaultCPUMode(arch, accel string) string {
-	switch {
-	case accel != "tcg":
-		return "host-passthrough" // kvm, hvf: the host's own CPU
-	case arch == "aarch64":
-		// QEMU's default for virt is a 32-bit cortex-a15; max also beats
-		// cortex-a57 under TCG.
-		return "maximum"
-	case x86TCGCPU == "max":
-		return "maximum"
-	}
-	return ""
 }
 
 // gicVersion picks the aarch64 interrupt controller: the host's under kvm;
