@@ -147,7 +147,7 @@ func twoUps(t *testing.T, oneHome bool, names []string) {
 	// one cut short (and deleted it under its writer).
 	uploads := 0
 	for _, out := range outs {
-		uploads += strings.Count(string(out), "uploaded box into base volume")
+		uploads += strings.Count(string(out), "box into base volume")
 	}
 	if uploads != 1 {
 		t.Errorf("the box was uploaded %d times, want once:\n%s\n---\n%s", uploads, outs[0], outs[1])

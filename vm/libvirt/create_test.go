@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -278,6 +280,60 @@ func TestCreateWaitsForAnotherUpload(t *testing.T) {
 		}
 		if !slices.ContainsFunc(n, func(s string) bool { return strings.Contains(s, "another devbox is uploading it") }) {
 			t.Errorf("createFirst=%v: progress %q does not say it waits", createFirst, n)
+		}
+	}
+}
+
+// TestLocalBaseIsCopiedNotStreamed: on a local libvirt the box is written
+// straight into the volume's file, not streamed through libvirt.
+func TestLocalBaseIsCopiedNotStreamed(t *testing.T) {
+	box := qcow2Box(t, filepath.Join(t.TempDir(), "ok.qcow2"), 1<<20, "")
+	spec := boxSpec(t, box, "qcow2")
+	f := newFakeLibvirt()
+	f.pool, f.dir = true, t.TempDir()
+	d := f.driver()
+	d.local = true
+	var n notes
+	if err := d.Create(t.Context(), spec, n.progress); err != nil {
+		t.Fatal(err)
+	}
+	base := baseVolume(spec.BoxSHA256)
+	if slices.Contains(f.calls, "upload "+base) {
+		t.Errorf("the box was streamed on a local libvirt (calls %q)", f.calls)
+	}
+	want, _ := os.ReadFile(box)
+	if got, err := os.ReadFile(filepath.Join(f.dir, base)); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("base volume file holds %d bytes (%v), want the box's %d", len(got), err, len(want))
+	}
+	if !slices.ContainsFunc(n, func(s string) bool { return strings.Contains(s, "copied box into base volume") }) {
+		t.Errorf("progress %q does not say the box was copied", n)
+	}
+
+	// Remote: streamed, as before.
+	f = newFakeLibvirt()
+	f.pool, f.dir = true, t.TempDir()
+	if err := f.driver().Create(t.Context(), spec, n.progress); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(f.calls, "upload "+base) {
+		t.Errorf("a remote libvirt's base was not streamed (calls %q)", f.calls)
+	}
+}
+
+func TestStreamInsteadOnlyWhenNotWritable(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{&fs.PathError{Op: "open", Path: "/p", Err: syscall.EACCES}, true},
+		{&fs.PathError{Op: "open", Path: "/p", Err: syscall.EPERM}, true},
+		{&fs.PathError{Op: "open", Path: "/p", Err: syscall.EROFS}, true},
+		{&fs.PathError{Op: "open", Path: "/p", Err: syscall.ELOOP}, false}, // a symlink where the volume should be
+		{&fs.PathError{Op: "open", Path: "/p", Err: syscall.ENOENT}, false},
+	} {
+		if got := streamInstead(tc.err); got != tc.want {
+			t.Errorf("streamInstead(%v) = %v", tc.err, got)
 		}
 	}
 }

@@ -341,6 +341,23 @@ func (d *Driver) uploadBase(ctx context.Context, pool golibvirt.StoragePool, nam
 	if err != nil {
 		return vol, fmt.Errorf("create base volume %s: %w", name, err)
 	}
+	if d.local {
+		copied, err := d.copyIntoVolume(ctx, vol, f, spec.BoxSize, progress)
+		if err != nil {
+			d.l.StorageVolDelete(vol, 0)
+			if ctx.Err() != nil {
+				return vol, ctx.Err()
+			}
+			return vol, err
+		}
+		if copied {
+			return vol, nil
+		}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		d.l.StorageVolDelete(vol, 0)
+		return vol, err
+	}
 	r := &uploadReader{ctx: ctx, r: f, total: spec.BoxSize, progress: progress, name: name}
 	if err := d.l.StorageVolUpload(vol, r, 0, uint64(spec.BoxSize), 0); err != nil {
 		d.l.StorageVolDelete(vol, 0)

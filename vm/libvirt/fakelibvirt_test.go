@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 
@@ -22,6 +24,9 @@ type fakeLibvirt struct {
 	calls   []string
 	// lookupDomainErr, if set, is what DomainLookupByName fails with.
 	lookupDomainErr error
+	// dir, when set, holds a real (empty) file for each created volume,
+	// which StorageVolGetPath names, as a local dir pool does.
+	dir string
 }
 
 var _ api = (*fakeLibvirt)(nil)
@@ -178,6 +183,11 @@ func (f *fakeLibvirt) StorageVolCreateXML(_ golibvirt.StoragePool, x string, _ g
 	}
 	f.record("create volume %s", desc.Name)
 	f.vols[desc.Name] = []byte{}
+	if f.dir != "" {
+		if err := os.WriteFile(filepath.Join(f.dir, desc.Name), nil, 0o600); err != nil {
+			return golibvirt.StorageVol{}, libvirtErr(golibvirt.ErrInternalError, "%v", err)
+		}
+	}
 	return golibvirt.StorageVol{Pool: PoolName, Name: desc.Name, Key: "/pool/" + desc.Name}, nil
 }
 
@@ -209,6 +219,9 @@ func (f *fakeLibvirt) StorageVolGetInfoFlags(vol golibvirt.StorageVol, _ uint32)
 }
 
 func (f *fakeLibvirt) StorageVolGetPath(vol golibvirt.StorageVol) (string, error) {
+	if f.dir != "" {
+		return filepath.Join(f.dir, vol.Name), nil
+	}
 	return "/pool/" + vol.Name, nil
 }
 
