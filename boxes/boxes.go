@@ -34,12 +34,16 @@ type Options struct {
 	// Progress receives human progress lines for downloads (at most ~2
 	// per second, plus a first and a final line); nil means silent.
 	Progress io.Writer
+	// Catalog resolves box names (IsName); nil means the built-in one.
+	Catalog Catalog
+	// Arch picks a catalog box's image: x86_64 or aarch64.
+	Arch string
 }
 
 var (
-	// ErrChecksumMismatch is wrapped by errors about a box whose sha256
-	// differs from box_sha256.
-	ErrChecksumMismatch = errors.New("sha256 mismatch")
+	// ErrChecksumMismatch is wrapped by errors about a box whose digest
+	// differs from box_sha256 or the catalog's.
+	ErrChecksumMismatch = errors.New("mismatch")
 	// ErrNotDiskImage is wrapped by errors about a file that is clearly
 	// not a disk image (an HTML page, a text file, an archive...).
 	ErrNotDiskImage = errors.New("not a disk image")
@@ -50,6 +54,9 @@ var (
 )
 
 // Resolve turns source into a Box.
+//
+// A box name (IsName: debian-12) is looked up in the catalog for
+// opts.Arch and handled as its URL, checked against the catalog's digest.
 //
 // A local path (absolute or relative) or file:// URL is used in place; its
 // sha256 is computed (or taken from a record in CacheDir keyed by path, size
@@ -73,7 +80,10 @@ func Resolve(ctx context.Context, source, wantSHA256 string, opts Options) (Box,
 		return Box{}, err
 	}
 	if strings.TrimSpace(source) == "" {
-		return Box{}, errors.New(`box: no source given (hint: set "box" in devbox.yaml to a file path or an https:// URL)`)
+		return Box{}, errors.New(`box: no source given (hint: set "box" in devbox.yaml to a box name, a file path or an https:// URL)`)
+	}
+	if IsName(source) {
+		return resolveName(ctx, source, want, opts)
 	}
 	if !strings.Contains(source, "://") {
 		return resolveLocal(ctx, source, want, opts)
@@ -95,10 +105,34 @@ func Resolve(ctx context.Context, source, wantSHA256 string, opts Options) (Box,
 		if want == "" {
 			return Box{}, fmt.Errorf(`box %q: box_sha256 is required for a URL box (hint: set "box_sha256" in devbox.yaml to the image's published sha256)`, source)
 		}
-		return resolveURL(ctx, source, want, opts)
+		return resolveURL(ctx, source, boxSHA256(want), opts)
 	default:
 		return Box{}, fmt.Errorf("box %q: unsupported scheme %q (hint: use a local path, file://, http:// or https://)", source, u.Scheme)
 	}
+}
+
+// resolveName resolves a catalog box: its image for opts.Arch, downloaded
+// and checked against the catalog's digest.
+func resolveName(ctx context.Context, name, want string, opts Options) (Box, error) {
+	if want != "" {
+		return Box{}, fmt.Errorf("box %q: box_sha256 is for a file or URL box; the catalog pins %s's digest (hint: remove box_sha256)", name, name)
+	}
+	c := opts.Catalog
+	if c == nil {
+		var err error
+		if c, err = LoadCatalog(""); err != nil {
+			return Box{}, err
+		}
+	}
+	img, err := c.Lookup(name, opts.Arch)
+	if err != nil {
+		return Box{}, err
+	}
+	w, err := parseWanted(img.Digest, name)
+	if err != nil {
+		return Box{}, fmt.Errorf("box %q: %w", name, err)
+	}
+	return resolveURL(ctx, img.URL, w, opts)
 }
 
 // parseDigest normalises a box_sha256 value to lower-case hex; "" stays "".
@@ -117,7 +151,16 @@ func parseDigest(s string) (string, error) {
 	return d, nil
 }
 
+// wanted is a digest a box must match, and where it comes from.
+type wanted struct {
+	alg  string // "sha256" or "sha512"
+	hex  string // lower case
+	from string // for errors: "box_sha256", "the catalog's digest for debian-12"
+}
+
+func boxSHA256(hex string) wanted { return wanted{alg: "sha256", hex: hex, from: "box_sha256"} }
+
 // mismatch builds the error for a box whose digest is not the wanted one.
-func mismatch(what, got, want, hint string) error {
-	return fmt.Errorf("box %q: %w: got %s, box_sha256 is %s (hint: %s)", what, ErrChecksumMismatch, got, want, hint)
+func mismatch(what, got string, want wanted, hint string) error {
+	return fmt.Errorf("box %q: %s %w: got %s, %s is %s (hint: %s)", what, want.alg, ErrChecksumMismatch, got, want.from, want.hex, hint)
 }

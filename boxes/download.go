@@ -3,6 +3,7 @@ package boxes
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,9 +20,13 @@ import (
 // tempPattern names in-progress downloads in CacheDir.
 const tempPattern = ".download-*.tmp"
 
+// aliasDir is the CacheDir subfolder mapping a sha512 digest to the
+// sha256 the box is cached under (<sha256>.img).
+const aliasDir = "sha512"
+
 // resolveURL returns the cached box for want, downloading rawURL first if
 // it is not cached yet.
-func resolveURL(ctx context.Context, rawURL, want string, opts Options) (Box, error) {
+func resolveURL(ctx context.Context, rawURL string, want wanted, opts Options) (Box, error) {
 	if opts.CacheDir == "" {
 		return Box{}, fmt.Errorf("box %q: no cache directory to download into", rawURL)
 	}
@@ -29,34 +34,76 @@ func resolveURL(ctx context.Context, rawURL, want string, opts Options) (Box, er
 	if err != nil {
 		return Box{}, fmt.Errorf("box cache %q: %w", opts.CacheDir, err)
 	}
-	final := filepath.Join(dir, want+".img")
-	if fi, err := os.Stat(final); err == nil && fi.Mode().IsRegular() {
-		// Only verified downloads are ever renamed to <sha256>.img.
-		format, err := DetectFormat(final)
-		if err != nil {
-			return Box{}, fmt.Errorf("box cache: %w (hint: delete the file to download it again)", err)
-		}
-		// Checked again: it may have been cached before boxes checked
-		// headers.
-		if format == "qcow2" {
-			if err := checkSelfContained(final, rawURL); err != nil {
-				return Box{}, err
+	sha := want.hex
+	if want.alg == "sha512" {
+		sha = readAlias(dir, want.hex)
+	}
+	if sha != "" {
+		final := filepath.Join(dir, sha+".img")
+		if fi, err := os.Stat(final); err == nil && fi.Mode().IsRegular() {
+			// Only verified downloads are ever renamed to <sha256>.img.
+			format, err := DetectFormat(final)
+			if err != nil {
+				return Box{}, fmt.Errorf("box cache: %w (hint: delete the file to download it again)", err)
 			}
+			// Checked again: it may have been cached before boxes checked
+			// headers.
+			if format == "qcow2" {
+				if err := checkSelfContained(final, rawURL); err != nil {
+					return Box{}, err
+				}
+			}
+			return Box{Path: final, SHA256: sha, Format: format, Size: fi.Size()}, nil
+		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return Box{}, fmt.Errorf("box cache %q: %w", final, err)
 		}
-		return Box{Path: final, SHA256: want, Format: format, Size: fi.Size()}, nil
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return Box{}, fmt.Errorf("box cache %q: %w", final, err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Box{}, fmt.Errorf("box cache %q: %w", dir, err)
 	}
 	sweepTemps(dir)
-	return download(ctx, rawURL, dir, final, want, opts)
+	return download(ctx, rawURL, dir, want, opts)
+}
+
+// readAlias is the sha256 a sha512 digest was cached under, or "".
+func readAlias(dir, sha512hex string) string {
+	b, err := os.ReadFile(filepath.Join(dir, aliasDir, sha512hex))
+	if err != nil {
+		return ""
+	}
+	d, err := parseDigest(string(b))
+	if err != nil {
+		return ""
+	}
+	return d
+}
+
+// writeAlias records that the box of digest sha512hex is <sha256>.img,
+// atomically (a reader never sees half a record).
+func writeAlias(dir, sha512hex, sha256hex string) error {
+	adir := filepath.Join(dir, aliasDir)
+	if err := os.MkdirAll(adir, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(adir, ".alias-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(sha256hex + "\n"); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(adir, sha512hex))
 }
 
 // download fetches rawURL into a temporary file in dir, verifies it
-// against want and renames it to final. On failure no file is left behind.
-func download(ctx context.Context, rawURL, dir, final, want string, opts Options) (_ Box, err error) {
+// against want and renames it to <sha256>.img in dir. On failure no file
+// is left behind.
+func download(ctx context.Context, rawURL, dir string, want wanted, opts Options) (_ Box, err error) {
 	client := opts.Client
 	if client == nil {
 		client = http.DefaultClient
@@ -91,8 +138,14 @@ func download(ctx context.Context, rawURL, dir, final, want string, opts Options
 	}()
 
 	prog := newProgress(opts.Progress, rawURL, resp.ContentLength)
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h, prog), resp.Body)
+	// sha256 names the cache entry and the base volume; the wanted digest
+	// may be another algorithm.
+	h256, h512 := sha256.New(), sha512.New()
+	sinks := []io.Writer{tmp, h256, prog}
+	if want.alg == "sha512" {
+		sinks = append(sinks, h512)
+	}
+	n, err := io.Copy(io.MultiWriter(sinks...), resp.Body)
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
@@ -116,8 +169,13 @@ func download(ctx context.Context, rawURL, dir, final, want string, opts Options
 		}
 		return Box{}, err
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		err = mismatch(rawURL, got, want, "box_sha256 may be stale, or the download is corrupt")
+	sha := hex.EncodeToString(h256.Sum(nil))
+	got := sha
+	if want.alg == "sha512" {
+		got = hex.EncodeToString(h512.Sum(nil))
+	}
+	if got != want.hex {
+		err = mismatch(rawURL, got, want, want.from+" may be stale, or the download is corrupt")
 		return Box{}, err
 	}
 	// The publisher's digest vouches for the bytes, not for what their
@@ -127,10 +185,16 @@ func download(ctx context.Context, rawURL, dir, final, want string, opts Options
 			return Box{}, err
 		}
 	}
+	final := filepath.Join(dir, sha+".img")
+	if want.alg == "sha512" {
+		if err = writeAlias(dir, want.hex, sha); err != nil {
+			return Box{}, fmt.Errorf("box cache %q: %w", dir, err)
+		}
+	}
 	if err = os.Rename(tmp.Name(), final); err != nil {
 		return Box{}, fmt.Errorf("box cache %q: %w", final, err)
 	}
-	return Box{Path: final, SHA256: want, Format: format, Size: n}, nil
+	return Box{Path: final, SHA256: sha, Format: format, Size: n}, nil
 }
 
 // createTemp creates a temporary download file in dir and holds a flock

@@ -61,7 +61,7 @@ func resolveLocal(ctx context.Context, path, want string, opts Options) (Box, er
 		_ = saveRecord(opts.CacheDir, record{Path: abs, Size: fi.Size(), ModTime: fi.ModTime().UnixNano(), SHA256: sum})
 	}
 	if want != "" && sum != want {
-		return Box{}, mismatch(abs, sum, want, "box_sha256 may be stale, or the file changed")
+		return Box{}, mismatch(abs, sum, boxSHA256(want), "box_sha256 may be stale, or the file changed")
 	}
 	return Box{Path: abs, SHA256: sum, Format: format, Size: fi.Size()}, nil
 }

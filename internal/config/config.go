@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-multierror"
+
+	"github.com/devbox-vm/devbox/boxes"
 	"gopkg.in/yaml.v3"
 )
 
@@ -253,7 +255,9 @@ func (c *Config) applyDefaults() {
 			f.Host = "127.0.0.1:" + f.Host
 		}
 	}
-	if c.Box != "" && !strings.Contains(c.Box, "://") && !filepath.IsAbs(c.Box) {
+	// A relative path is relative to the config's folder; a box name
+	// (debian-12) stays a name unless such a file is there.
+	if c.Box != "" && !strings.Contains(c.Box, "://") && !filepath.IsAbs(c.Box) && !c.BoxIsName() {
 		c.Box = filepath.Join(c.Dir, c.Box)
 	}
 }
@@ -334,7 +338,11 @@ func (c *Config) Validate() error {
 	}
 	switch {
 	case c.Box == "":
-		bad("box", "is required: a local path, file:// or https:// URL of a qcow2 cloud image")
+		bad("box", "is required: a box name (debian-12, see devbox box list), a local path, file:// or https:// URL of a qcow2 cloud image")
+	case c.BoxIsName():
+		if c.BoxSHA256 != "" {
+			bad("box_sha256", "is for a file or URL box; the catalog pins %s's digest (hint: remove box_sha256)", c.Box)
+		}
 	case strings.HasPrefix(c.Box, "http://"), strings.HasPrefix(c.Box, "https://"):
 		if c.BoxSHA256 == "" {
 			bad("box_sha256", "is required when box is a URL (hint: sha256sum the image and paste the digest)")
@@ -432,4 +440,15 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// BoxIsName reports whether box names a catalog box (debian-12) rather
+// than a file: it has a name's form and no such file is in the config's
+// folder.
+func (c *Config) BoxIsName() bool {
+	if !boxes.IsName(c.Box) {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(c.Dir, c.Box))
+	return err != nil
 }

@@ -167,6 +167,25 @@ func TestBoxRules(t *testing.T) {
 	}
 }
 
+// TestBoxName: a box name stays a name (the catalog resolves it), unless
+// a file of that name is in the project folder.
+func TestBoxName(t *testing.T) {
+	c, err := parse(t, "box: debian-12\n")
+	if err != nil || c.Box != "debian-12" || !c.BoxIsName() {
+		t.Errorf("box: debian-12 → %q (name %v), %v", c.Box, c != nil && c.BoxIsName(), err)
+	}
+	if _, err := parse(t, "box: debian-12\nbox_sha256: "+strings.Repeat("ab", 32)+"\n"); err == nil ||
+		!strings.Contains(err.Error(), "box_sha256: is for a file or URL box; the catalog pins debian-12's digest") {
+		t.Errorf("box_sha256 with a box name: %v", err)
+	}
+	dir := projectDir(t)
+	os.WriteFile(filepath.Join(dir, "debian-12"), []byte("an image"), 0o644)
+	c, err = Parse(strings.NewReader("box: debian-12\n"), filepath.Join(dir, "devbox.yaml"))
+	if err != nil || c.Box != filepath.Join(dir, "debian-12") {
+		t.Errorf("box: debian-12 beside a file of that name → %q, %v; want the file", c.Box, err)
+	}
+}
+
 func TestParseSize(t *testing.T) {
 	for in, want := range map[string]Size{"512MiB": 512 * MiB, "2GiB": 2 * GiB, "2G": 2 * GiB, "1024": 1024, "1TiB": TiB, "64KiB": 64 * KiB} {
 		got, err := ParseSize(in)

@@ -43,6 +43,9 @@ func DefaultHome() (Home, error) {
 // InstanceDir is the folder of one instance's keys and logs.
 func (h Home) InstanceDir(name string) string { return filepath.Join(h.State, "instances", name) }
 
+// CatalogFile is the user's box catalog, which adds to the built-in one.
+func (h Home) CatalogFile() string { return filepath.Join(h.State, "boxes.yaml") }
+
 // BoxCache is where downloaded boxes are kept.
 func (h Home) BoxCache() string { return filepath.Join(h.Cache, "boxes") }
 

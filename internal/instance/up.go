@@ -149,7 +149,12 @@ func (in *Instance) create(ctx context.Context, d vm.Driver) (err error) {
 	cfg := in.Cfg
 	var box boxes.Box
 	if err := in.Status.Step("Resolving box", func() error {
-		box, err = boxes.Resolve(ctx, cfg.Box, cfg.BoxSHA256, boxes.Options{CacheDir: in.Home.BoxCache(), Progress: statusWriter{in.Status}})
+		catalog, err := boxes.LoadCatalog(in.Home.CatalogFile())
+		if err != nil {
+			return err
+		}
+		box, err = boxes.Resolve(ctx, cfg.Box, cfg.BoxSHA256, boxes.Options{
+			CacheDir: in.Home.BoxCache(), Progress: statusWriter{in.Status}, Catalog: catalog, Arch: cfg.Arch})
 		return err
 	}); err != nil {
 		return err
