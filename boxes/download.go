@@ -78,26 +78,9 @@ func readAlias(dir, sha512hex string) string {
 	return d
 }
 
-// writeAlias records that the box of digest sha512hex is <sha256>.img,
-// atomically (a reader never sees half a record).
+// writeAlias records that the box of digest sha512hex is <sha256>.img.
 func writeAlias(dir, sha512hex, sha256hex string) error {
-	adir := filepath.Join(dir, aliasDir)
-	if err := os.MkdirAll(adir, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(adir, ".alias-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(sha256hex + "\n"); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), filepath.Join(adir, sha512hex))
+	return writeFileAtomic(filepath.Join(dir, aliasDir, sha512hex), []byte(sha256hex+"\n"))
 }
 
 // download fetches rawURL into a temporary file in dir, verifies it

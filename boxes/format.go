@@ -25,7 +25,7 @@ var notImage = []struct {
 	{"<", "an HTML/XML page", true},
 	{"{", "a JSON document", true},
 	{"#!", "a script", false},
-	{"\x1f\x8b", "a gzip archive; decompress it first", false},
+	{"\x1f\x8b", "a gzip archive (a Vagrant box is imported from a local .box file; otherwise decompress it first)", false},
 	{"\xfd7zXZ\x00", "an xz archive; decompress it first", false},
 	{"\x28\xb5\x2f\xfd", "a zstd archive; decompress it first", false},
 	{"BZh", "a bzip2 archive; decompress it first", false},
@@ -63,6 +63,9 @@ func detectHeader(hdr []byte) (string, error) {
 	}
 	if bytes.HasPrefix(hdr, qcow2Magic) {
 		return "qcow2", nil
+	}
+	if isTar(hdr) {
+		return "", fmt.Errorf("%w: looks like a tar archive (a Vagrant box is imported from a local .box file)", ErrNotDiskImage)
 	}
 	// Text pages often start with a BOM or blank lines before the "<".
 	text := bytes.TrimLeft(bytes.TrimPrefix(hdr, []byte("\xef\xbb\xbf")), " \t\r\n")

@@ -41,6 +41,12 @@ func resolveLocal(ctx context.Context, path, want string, opts Options) (Box, er
 	if !fi.Mode().IsRegular() {
 		return Box{}, fmt.Errorf(`box %q: not a regular file (hint: "box" must name an image file)`, abs)
 	}
+	if b, ok := importedBefore(abs, fi, want, opts); ok {
+		return b, nil
+	}
+	if isVagrantBox(abs) {
+		return importVagrant(ctx, abs, fi, want, opts)
+	}
 	format, err := DetectFormat(abs)
 	if err != nil {
 		return Box{}, fmt.Errorf(`box: %w (hint: check "box" in devbox.yaml)`, err)
@@ -128,12 +134,18 @@ func saveRecord(cacheDir string, r record) error {
 	if cacheDir == "" {
 		return nil
 	}
-	p := recordPath(cacheDir, r.Path)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
 	data, err := json.Marshal(r)
 	if err != nil {
+		return err
+	}
+	return writeFileAtomic(recordPath(cacheDir, r.Path), data)
+}
+
+// writeFileAtomic writes data to p (creating its folder) through a
+// temporary file and a rename: a reader sees the old file or the new one,
+// never half of one.
+func writeFileAtomic(p string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(p), ".record-*")
