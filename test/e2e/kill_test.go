@@ -3,9 +3,12 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,9 +33,10 @@ func (e *env) upKilledAt(step string, args ...string) {
 }
 
 // TestKillAtEachStep: kill -9 of up at any step leaves a state that the
-// next up resumes and that destroy -f removes completely.
+// next up resumes and that destroy -f removes completely. Its box is the
+// test box packed as a Vagrant libvirt box, so a real import boots too.
 func TestKillAtEachStep(t *testing.T) {
-	box := boxPath(t)
+	box := vagrantBoxOf(t, boxPath(t))
 	e := newEnv(t, fmt.Sprintf("name: killed\nbox: %s\ncpus: 1\nmemory: 1GiB\ndisk: 4GiB\nmounts: []\n", box))
 	e.cleanup("killed")
 
@@ -46,7 +50,10 @@ func TestKillAtEachStep(t *testing.T) {
 		}
 		e.upKilledAt(step, args...)
 	}
-	e.ok(10*time.Minute, "up", "--no-provision")
+	r := e.ok(10*time.Minute, "up", "--no-provision")
+	if strings.Contains(r.stderr, "imported Vagrant box") {
+		t.Errorf("the .box was imported again, not found in the cache:\n%s", r)
+	}
 	if st := e.status(); st.State != "running" {
 		t.Fatalf("after resuming: %+v", st)
 	}
@@ -158,4 +165,40 @@ func twoUps(t *testing.T, oneHome bool, names []string) {
 		}
 		e.ok(3*time.Minute, "destroy", "-f")
 	}
+}
+
+// vagrantBoxOf packs image as a Vagrant libvirt box (a plain tar with
+// metadata.json and box.img) in a temp folder.
+func vagrantBoxOf(t *testing.T, image string) string {
+	t.Helper()
+	src, err := os.Open(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	fi, _ := src.Stat()
+	out := filepath.Join(t.TempDir(), "test.box")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	meta := []byte(`{"provider": "libvirt", "format": "qcow2", "virtual_size": 3}`)
+	for _, e := range []struct {
+		name string
+		size int64
+		body io.Reader
+	}{{"metadata.json", int64(len(meta)), bytes.NewReader(meta)}, {"box.img", fi.Size(), src}} {
+		if err := tw.WriteHeader(&tar.Header{Name: e.name, Mode: 0o644, Size: e.size, Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(tw, e.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
