@@ -30,7 +30,17 @@ var (
 	ErrUnavailable = errors.New("hypervisor unavailable")
 	// ErrPortTaken: the host port chosen for a forward is in use.
 	ErrPortTaken = errors.New("host port already in use")
+	// ErrInUse: a base volume that other volumes still back onto.
+	ErrInUse = errors.New("in use")
 )
+
+// Base is a box's base volume on the hypervisor, shared by every instance
+// made from that box, of any devbox home using that hypervisor.
+type Base struct {
+	BoxSHA256Prefix string // the first 16 hex digits of the box's sha256
+	Size            int64
+	Users           int // volumes backed by it
+}
 
 // Spec is everything needed to create an instance.
 type Spec struct {
@@ -119,6 +129,12 @@ type Driver interface {
 	// Inspect reports the instance's state from the hypervisor; a missing
 	// instance returns an error wrapping ErrNotFound.
 	Inspect(ctx context.Context, name string) (Info, error)
+	// Bases lists the base volumes and how many volumes back onto each.
+	Bases(ctx context.Context) ([]Base, error)
+	// DeleteBase deletes the base volume of the box whose sha256 is
+	// boxSHA256, unless a volume backs onto it (an error wrapping
+	// ErrInUse). A base that does not exist is not an error.
+	DeleteBase(ctx context.Context, boxSHA256 string) error
 	// WaitStopped waits until the instance is no longer running.
 	WaitStopped(ctx context.Context, name string) error
 	// Close releases the hypervisor connection.

@@ -155,6 +155,42 @@ func (d *Driver) Inspect(ctx context.Context, name string) (vm.Info, error) {
 	return *in, nil
 }
 
+// Bases implements vm.Driver: one base per box of the created instances.
+func (d *Driver) Bases(ctx context.Context) ([]vm.Base, error) {
+	if err := d.record("Bases", ""); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	users := map[string]int{}
+	for _, s := range d.Specs {
+		if len(s.BoxSHA256) >= 16 {
+			users[s.BoxSHA256[:16]]++
+		}
+	}
+	var bases []vm.Base
+	for sha, n := range users {
+		bases = append(bases, vm.Base{BoxSHA256Prefix: sha, Users: n})
+	}
+	return bases, nil
+}
+
+// DeleteBase implements vm.Driver: refused while a created instance uses
+// the box.
+func (d *Driver) DeleteBase(ctx context.Context, boxSHA256 string) error {
+	if err := d.record("DeleteBase", boxSHA256); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range d.Specs {
+		if s.BoxSHA256 == boxSHA256 {
+			return fmt.Errorf("base of %s: %w", boxSHA256, vm.ErrInUse)
+		}
+	}
+	return nil
+}
+
 // WaitStopped implements vm.Driver: it returns when the state is stopped
 // or ctx ends.
 func (d *Driver) WaitStopped(ctx context.Context, name string) error {

@@ -36,6 +36,8 @@ type api interface {
 	StorageVolGetInfoFlags(vol golibvirt.StorageVol, flags uint32) (int8, uint64, uint64, error)
 	StorageVolGetPath(vol golibvirt.StorageVol) (string, error)
 	StorageVolDelete(vol golibvirt.StorageVol, flags golibvirt.StorageVolDeleteFlags) error
+	StorageVolGetXMLDesc(vol golibvirt.StorageVol, flags uint32) (string, error)
+	StoragePoolListAllVolumes(pool golibvirt.StoragePool, needResults int32, flags uint32) ([]golibvirt.StorageVol, uint32, error)
 }
 
 var _ api = (*golibvirt.Libvirt)(nil)

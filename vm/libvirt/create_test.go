@@ -337,3 +337,43 @@ func TestStreamInsteadOnlyWhenNotWritable(t *testing.T) {
 		}
 	}
 }
+
+// TestBasesCountUsersAndDeleteRefusesInUse: a base volume is in use while
+// any volume backs onto it, whichever instance (or home) made it.
+func TestBasesCountUsersAndDeleteRefusesInUse(t *testing.T) {
+	box := qcow2Box(t, filepath.Join(t.TempDir(), "ok.qcow2"), 1<<20, "")
+	f := newFakeLibvirt()
+	f.pool = true
+	d := f.driver()
+	var names []string
+	for _, n := range []string{"devbox-a-111111", "devbox-b-222222"} {
+		spec := boxSpec(t, box, "qcow2")
+		spec.Name = n
+		if err := d.Create(t.Context(), spec, func(string, ...any) {}); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	sha := boxSpec(t, box, "qcow2").BoxSHA256
+	bases, err := d.Bases(t.Context())
+	if err != nil || len(bases) != 1 || bases[0].BoxSHA256Prefix != sha[:16] || bases[0].Users != 2 || bases[0].Size == 0 {
+		t.Fatalf("Bases = %+v, %v; want one base of %s used twice", bases, err, sha[:16])
+	}
+	if err := d.DeleteBase(t.Context(), sha); !errors.Is(err, vm.ErrInUse) {
+		t.Errorf("DeleteBase while used: %v", err)
+	}
+	for _, n := range names {
+		if err := d.Delete(t.Context(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.DeleteBase(t.Context(), sha); err != nil {
+		t.Errorf("DeleteBase once unused: %v", err)
+	}
+	if vols := f.volumes(); len(vols) != 0 {
+		t.Errorf("volumes left: %q", vols)
+	}
+	if err := d.DeleteBase(t.Context(), sha); err != nil {
+		t.Errorf("DeleteBase of a missing base: %v", err)
+	}
+}

@@ -111,7 +111,7 @@ func domainType(accel string) string {
 // Volume names of an instance; the base is named by box content.
 func diskVolume(name string) string { return name + ".qcow2" }
 func seedVolume(name string) string { return name + "-seed.iso" }
-func baseVolume(sha string) string  { return "devbox-base-" + sha[:16] }
+func baseVolume(sha string) string  { return basePrefix + sha[:16] }
 
 // Create implements vm.Driver. A box whose qcow2 header names a backing
 // file or an external data file is refused before anything is made or

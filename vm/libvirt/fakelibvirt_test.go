@@ -20,6 +20,7 @@ type fakeLibvirt struct {
 	mu      sync.Mutex
 	pool    bool // the devbox pool is defined (and running)
 	vols    map[string][]byte
+	volXML  map[string]string // the XML each volume was created from
 	domains map[string]string // name → XML
 	calls   []string
 	// lookupDomainErr, if set, is what DomainLookupByName fails with.
@@ -32,7 +33,7 @@ type fakeLibvirt struct {
 var _ api = (*fakeLibvirt)(nil)
 
 func newFakeLibvirt() *fakeLibvirt {
-	return &fakeLibvirt{vols: map[string][]byte{}, domains: map[string]string{}}
+	return &fakeLibvirt{vols: map[string][]byte{}, volXML: map[string]string{}, domains: map[string]string{}}
 }
 
 // driver returns a Driver talking to f.
@@ -183,6 +184,7 @@ func (f *fakeLibvirt) StorageVolCreateXML(_ golibvirt.StoragePool, x string, _ g
 	}
 	f.record("create volume %s", desc.Name)
 	f.vols[desc.Name] = []byte{}
+	f.volXML[desc.Name] = x
 	if f.dir != "" {
 		if err := os.WriteFile(filepath.Join(f.dir, desc.Name), nil, 0o600); err != nil {
 			return golibvirt.StorageVol{}, libvirtErr(golibvirt.ErrInternalError, "%v", err)
@@ -234,4 +236,24 @@ func (f *fakeLibvirt) StorageVolDelete(vol golibvirt.StorageVol, _ golibvirt.Sto
 	f.record("delete volume %s", vol.Name)
 	delete(f.vols, vol.Name)
 	return nil
+}
+
+func (f *fakeLibvirt) StorageVolGetXMLDesc(vol golibvirt.StorageVol, _ uint32) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.vols[vol.Name]; !ok {
+		return "", libvirtErr(golibvirt.ErrNoStorageVol, "Storage volume not found: %s", vol.Name)
+	}
+	if x, ok := f.volXML[vol.Name]; ok {
+		return x, nil
+	}
+	return "<volume><name>" + vol.Name + "</name></volume>", nil
+}
+
+func (f *fakeLibvirt) StoragePoolListAllVolumes(golibvirt.StoragePool, int32, uint32) ([]golibvirt.StorageVol, uint32, error) {
+	var vols []golibvirt.StorageVol
+	for _, n := range f.volumes() {
+		vols = append(vols, golibvirt.StorageVol{Pool: PoolName, Name: n, Key: "/pool/" + n})
+	}
+	return vols, uint32(len(vols)), nil
 }
