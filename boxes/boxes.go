@@ -156,6 +156,7 @@ type wanted struct {
 	alg  string // "sha256" or "sha512"
 	hex  string // lower case
 	from string // for errors: "box_sha256", "the catalog's digest for debian-12"
+	name string // the catalog name, if from the catalog
 }
 
 func boxSHA256(hex string) wanted { return wanted{alg: "sha256", hex: hex, from: "box_sha256"} }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -323,8 +324,11 @@ func TestResolveURL(t *testing.T) {
 	if data, err := os.ReadFile(want.Path); err != nil || !bytes.Equal(data, body) {
 		t.Errorf("cached file: %v, equal=%v", err, bytes.Equal(data, body))
 	}
-	if names := listDir(t, cache); len(names) != 1 {
-		t.Errorf("cache holds %q, want only %s.img", names, sum(body))
+	if names := listDir(t, cache); !slices.Equal(names, []string{sum(body) + ".img", "meta", "meta/" + sum(body) + ".json"}) {
+		t.Errorf("cache holds %q, want only %s.img and its label", names, sum(body))
+	}
+	if c, err := List(cache); err != nil || len(c) != 1 || c[0].SHA256 != sum(body) || c[0].Source != url || c[0].Size != int64(len(body)) {
+		t.Errorf("List = %+v, %v", c, err)
 	}
 	if !strings.Contains(out.String(), "downloaded 4.0 KiB") {
 		t.Errorf("progress output %q lacks a final line", out.String())

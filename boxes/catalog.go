@@ -113,7 +113,7 @@ func parseWanted(s, name string) (wanted, error) {
 	if b, err := hex.DecodeString(h); !ok || size == 0 || err != nil || len(b) != size {
 		return wanted{}, fmt.Errorf("digest %q: want sha256:HEX or sha512:HEX", s)
 	}
-	return wanted{alg: alg, hex: h, from: "the catalog's digest for " + name}, nil
+	return wanted{alg: alg, hex: h, from: "the catalog's digest for " + name, name: name}, nil
 }
 
 // Names are the catalog's box names, sorted.

@@ -177,6 +177,11 @@ func download(ctx context.Context, rawURL, dir string, want wanted, opts Options
 	if err = os.Rename(tmp.Name(), final); err != nil {
 		return Box{}, fmt.Errorf("box cache %q: %w", final, err)
 	}
+	source := rawURL
+	if want.name != "" {
+		source = want.name + " (" + rawURL + ")"
+	}
+	saveMeta(dir, sha, source)
 	return Box{Path: final, SHA256: sha, Format: format, Size: n}, nil
 }
 

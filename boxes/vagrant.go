@@ -182,6 +182,7 @@ func importVagrant(ctx context.Context, abs string, fi fs.FileInfo, want string,
 		return Box{}, fmt.Errorf("box cache %q: %w", final, err)
 	}
 	kept = true
+	saveMeta(cache, sha, abs)
 	_ = saveImported(cache, imported{Path: abs, Size: fi.Size(), ModTime: fi.ModTime().UnixNano(), SHA256: sha, Archive: archive})
 	if opts.Progress != nil {
 		fmt.Fprintf(opts.Progress, "imported Vagrant box %s (box.img, %s)\n", abs, humanBytes(imageSize))

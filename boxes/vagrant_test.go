@@ -49,7 +49,7 @@ func vagrantBox(t *testing.T, gz bool, entries ...tarEntry) string {
 	return write(t, t.TempDir(), "test.box", data)
 }
 
-func meta(provider string) tarEntry {
+func vagrantMetaEntry(provider string) tarEntry {
 	return tarEntry{name: "metadata.json", body: []byte(`{"provider": "` + provider + `", "format": "qcow2", "virtual_size": 40}`)}
 }
 
@@ -63,8 +63,8 @@ func TestVagrantLibvirtBox(t *testing.T) {
 		gz      bool
 		entries []tarEntry
 	}{
-		{"tar.gz", true, []tarEntry{meta("libvirt"), {name: "Vagrantfile", body: []byte("# nothing")}, {name: "box.img", body: img}}},
-		{"tar, metadata last, ./ names", false, []tarEntry{{name: "./box.img", body: img}, {name: "./metadata.json", body: meta("libvirt").body}}},
+		{"tar.gz", true, []tarEntry{vagrantMetaEntry("libvirt"), {name: "Vagrantfile", body: []byte("# nothing")}, {name: "box.img", body: img}}},
+		{"tar, metadata last, ./ names", false, []tarEntry{{name: "./box.img", body: img}, {name: "./metadata.json", body: vagrantMetaEntry("libvirt").body}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			box := vagrantBox(t, tc.gz, tc.entries...)
@@ -90,7 +90,7 @@ func TestVagrantLibvirtBox(t *testing.T) {
 }
 
 func TestVagrantBoxDigest(t *testing.T) {
-	box := vagrantBox(t, true, meta("libvirt"), tarEntry{name: "box.img", body: fakeQcow2()})
+	box := vagrantBox(t, true, vagrantMetaEntry("libvirt"), tarEntry{name: "box.img", body: fakeQcow2()})
 	data, _ := os.ReadFile(box)
 	if _, err := Resolve(t.Context(), box, sum(data), Options{CacheDir: t.TempDir()}); err != nil {
 		t.Errorf("box_sha256 of the .box: %v", err)
@@ -111,18 +111,18 @@ func TestVagrantBoxRefused(t *testing.T) {
 		is      error
 		parts   []string
 	}{
-		{"virtualbox", []tarEntry{meta("virtualbox"), {name: "box.ovf", body: []byte("<ovf/>")}}, ErrNotLibvirtBox,
+		{"virtualbox", []tarEntry{vagrantMetaEntry("virtualbox"), {name: "box.ovf", body: []byte("<ovf/>")}}, ErrNotLibvirtBox,
 			[]string{`provider "virtualbox"`, "--provider libvirt"}},
-		{"dot-dot", []tarEntry{meta("libvirt"), {name: "../../evil", body: []byte("x")}, {name: "box.img", body: img}}, nil,
+		{"dot-dot", []tarEntry{vagrantMetaEntry("libvirt"), {name: "../../evil", body: []byte("x")}, {name: "box.img", body: img}}, nil,
 			[]string{`"../../evil" escapes`}},
-		{"absolute", []tarEntry{meta("libvirt"), {name: "/etc/cron.d/evil", body: []byte("x")}, {name: "box.img", body: img}}, nil,
+		{"absolute", []tarEntry{vagrantMetaEntry("libvirt"), {name: "/etc/cron.d/evil", body: []byte("x")}, {name: "box.img", body: img}}, nil,
 			[]string{`"/etc/cron.d/evil" is not a relative path`}},
-		{"symlink image", []tarEntry{meta("libvirt"), {name: "box.img", kind: tar.TypeSymlink}}, nil,
+		{"symlink image", []tarEntry{vagrantMetaEntry("libvirt"), {name: "box.img", kind: tar.TypeSymlink}}, nil,
 			[]string{"box.img is not a regular file"}},
-		{"backing file", []tarEntry{meta("libvirt"), {name: "box.img", body: qcow2Header(3, "/etc/shadow", 0)}}, ErrRefused,
+		{"backing file", []tarEntry{vagrantMetaEntry("libvirt"), {name: "box.img", body: qcow2Header(3, "/etc/shadow", 0)}}, ErrRefused,
 			[]string{"box.img", "backing file"}},
 		{"no metadata", []tarEntry{{name: "box.img", body: img}}, ErrNotDiskImage, []string{"without metadata.json"}},
-		{"no image", []tarEntry{meta("libvirt")}, nil, []string{"has no box.img"}},
+		{"no image", []tarEntry{vagrantMetaEntry("libvirt")}, nil, []string{"has no box.img"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			box := vagrantBox(t, true, tc.entries...)
