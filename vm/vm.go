@@ -39,7 +39,8 @@ var (
 type Base struct {
 	BoxSHA256Prefix string // the first 16 hex digits of the box's sha256
 	Size            int64
-	Users           int // volumes backed by it
+	Users           int       // volumes backed by it
+	Modified        time.Time // last written (zero if unknown): an upload in progress is recent
 }
 
 // Spec is everything needed to create an instance.

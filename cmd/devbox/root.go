@@ -29,6 +29,7 @@ type app struct {
 	stdout     io.Writer
 	stderr     io.Writer
 	configFile string
+	boxURI     string // devbox box --libvirt-uri
 	// exitCode, when set by a command, is devbox's exit status.
 	exitCode int
 }
@@ -54,7 +55,7 @@ func Run(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.W
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVarP(&a.configFile, "config", "c", "", "config file (default: devbox.yaml in this folder or a parent)")
 	root.AddCommand(a.upCommand(), a.sshCommand(), a.runCommand(), a.dockerCommand(), a.haltCommand(), a.destroyCommand(),
-		a.statusCommand(), a.provisionCommand(), a.dockerEnvCommand(), a.sshConfigCommand(), a.agentCommand(), a.doctorCommand())
+		a.statusCommand(), a.provisionCommand(), a.dockerEnvCommand(), a.sshConfigCommand(), a.agentCommand(), a.doctorCommand(), a.boxCommand())
 
 	err := root.ExecuteContext(ctx)
 	var ee exitError

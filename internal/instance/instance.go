@@ -52,6 +52,25 @@ func (in *Instance) Dir() string { return in.Home.InstanceDir(in.Cfg.Name) }
 func (in *Instance) keyFile() string     { return filepath.Join(in.Dir(), "id_ed25519") }
 func (in *Instance) hostKeyFile() string { return filepath.Join(in.Dir(), "ssh_host_ed25519_key") }
 
+// boxFile records the sha256 of the box the instance was made from.
+func (in *Instance) boxFile() string { return filepath.Join(in.Dir(), boxFileName) }
+
+const boxFileName = "box.sha256"
+
+// BoxUsers maps each box sha256 to the instances of home made from it
+// (those created since devbox recorded it).
+func BoxUsers(home Home) map[string][]string {
+	users := map[string][]string{}
+	files, _ := filepath.Glob(filepath.Join(home.State, "instances", "*", boxFileName))
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil {
+			sha := strings.TrimSpace(string(b))
+			users[sha] = append(users[sha], filepath.Base(filepath.Dir(f)))
+		}
+	}
+	return users
+}
+
 // ConsoleLog is where the VM's serial console is written.
 func (in *Instance) ConsoleLog() string { return filepath.Join(in.Dir(), "console.log") }
 

@@ -193,6 +193,10 @@ func (in *Instance) create(ctx context.Context, d vm.Driver) (err error) {
 		if err := in.recordShares(in.wantedShares()); err != nil {
 			return err
 		}
+		// Which box this instance is made from, for box list and prune.
+		if err := os.WriteFile(in.boxFile(), []byte(box.SHA256+"\n"), 0o600); err != nil {
+			return fmt.Errorf("record the instance's box: %w", err)
+		}
 		iso, err := seed.ISO(seed.Data{
 			Instance:       in.Name(),
 			InstanceID:     newInstanceID(in.Name()),

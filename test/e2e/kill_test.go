@@ -6,6 +6,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/devbox-vm/devbox/internal/boxstore"
 )
 
 // upKilledAt runs devbox up (with args) and has it SIGKILL itself at
@@ -58,8 +61,22 @@ func TestKillAtEachStep(t *testing.T) {
 		t.Fatalf("after resuming: %+v", st)
 	}
 	contains(t, "status", e.ok(time.Minute, "status").stdout, "running (pid")
+	// (Other tests' instances may use the same base volume: at least one.)
+	if b, ok := e.box(t, "test.box"); !ok || !b.Cached || !b.InPool || b.PoolUsers < 1 || strings.Join(b.Instances, ",") != "killed" {
+		t.Errorf("box list while the instance runs: %+v (found %v)", b, ok)
+	}
+	r = e.run(time.Minute, nil, "box", "prune", "--keep-recent", "0s")
+	if b, ok := e.box(t, "test.box"); r.code != 0 || !ok || !b.Cached {
+		t.Errorf("prune removed a box in use (%+v):\n%s", b, r)
+	}
 	e.ok(3*time.Minute, "destroy", "-f")
 	e.assertGone("killed")
+	// Unused here now: prune removes the imported image (and its base
+	// volume, unless another home's instance uses it).
+	e.ok(time.Minute, "box", "prune", "--keep-recent", "0s")
+	if b, ok := e.box(t, "test.box"); ok {
+		t.Errorf("box still listed after prune: %+v", b)
+	}
 
 	// Killed and then destroyed straight away.
 	for _, step := range []string{"volumes", "define", "agent"} {
@@ -201,4 +218,20 @@ func vagrantBoxOf(t *testing.T, image string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// box is the entry of devbox box list --json whose source ends with suffix.
+func (e *env) box(t *testing.T, suffix string) (boxstore.Box, bool) {
+	t.Helper()
+	r := e.ok(time.Minute, "box", "list", "--json")
+	var list []boxstore.Box
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
+		t.Fatalf("box list --json: %v\n%s", err, r)
+	}
+	for _, b := range list {
+		if strings.HasSuffix(b.Source, suffix) {
+			return b, true
+		}
+	}
+	return boxstore.Box{}, false
 }

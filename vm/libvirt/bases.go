@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 
@@ -45,7 +47,7 @@ func (d *Driver) Bases(ctx context.Context) ([]vm.Base, error) {
 			continue
 		}
 		byPath[path] = len(bases)
-		bases = append(bases, vm.Base{BoxSHA256Prefix: strings.TrimPrefix(v.Name, basePrefix), Size: int64(physical)})
+		bases = append(bases, vm.Base{BoxSHA256Prefix: strings.TrimPrefix(v.Name, basePrefix), Size: int64(physical), Modified: d.volModified(v)})
 	}
 	for _, v := range others {
 		desc, err := d.l.StorageVolGetXMLDesc(v, 0)
@@ -65,6 +67,28 @@ func (d *Driver) Bases(ctx context.Context) ([]vm.Base, error) {
 		}
 	}
 	return bases, nil
+}
+
+// volModified is when a volume's file was last written, from its XML
+// (<target><timestamps><mtime>SECONDS.NANOS</mtime>), or zero.
+func (d *Driver) volModified(v golibvirt.StorageVol) time.Time {
+	desc, err := d.l.StorageVolGetXMLDesc(v, 0)
+	if err != nil {
+		return time.Time{}
+	}
+	var vol struct {
+		MTime string `xml:"target>timestamps>mtime"`
+	}
+	if xml.Unmarshal([]byte(desc), &vol) != nil || vol.MTime == "" {
+		return time.Time{}
+	}
+	secs, nanos, _ := strings.Cut(vol.MTime, ".")
+	s, err := strconv.ParseInt(secs, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	n, _ := strconv.ParseInt((nanos + "000000000")[:9], 10, 64)
+	return time.Unix(s, n)
 }
 
 // DeleteBase implements vm.Driver.

@@ -377,3 +377,16 @@ func TestBasesCountUsersAndDeleteRefusesInUse(t *testing.T) {
 		t.Errorf("DeleteBase of a missing base: %v", err)
 	}
 }
+
+func TestVolModifiedFromTimestamps(t *testing.T) {
+	f := newFakeLibvirt()
+	f.vols["v"] = nil
+	f.volXML["v"] = "<volume><name>v</name><target><timestamps><atime>1</atime><mtime>1795656945.286266148</mtime></timestamps></target></volume>"
+	if got := f.driver().volModified(golibvirt.StorageVol{Name: "v"}); !got.Equal(time.Unix(1795656945, 286266148)) {
+		t.Errorf("volModified = %v", got)
+	}
+	f.volXML["v"] = "<volume><name>v</name></volume>"
+	if got := f.driver().volModified(golibvirt.StorageVol{Name: "v"}); !got.IsZero() {
+		t.Errorf("volModified without timestamps = %v, want zero", got)
+	}
+}
