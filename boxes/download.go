@@ -39,23 +39,10 @@ func resolveURL(ctx context.Context, rawURL string, want wanted, opts Options) (
 		sha = readAlias(dir, want.hex)
 	}
 	if sha != "" {
-		final := filepath.Join(dir, sha+".img")
-		if fi, err := os.Stat(final); err == nil && fi.Mode().IsRegular() {
-			// Only verified downloads are ever renamed to <sha256>.img.
-			format, err := DetectFormat(final)
-			if err != nil {
-				return Box{}, fmt.Errorf("box cache: %w (hint: delete the file to download it again)", err)
-			}
-			// Checked again: it may have been cached before boxes checked
-			// headers.
-			if format == "qcow2" {
-				if err := checkSelfContained(final, rawURL); err != nil {
-					return Box{}, err
-				}
-			}
-			return Box{Path: final, SHA256: sha, Format: format, Size: fi.Size()}, nil
-		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return Box{}, fmt.Errorf("box cache %q: %w", final, err)
+		// Only verified downloads are ever renamed to <sha256>.img.
+		b, err := cachedImage(dir, sha, rawURL)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) {
+			return b, err
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -221,16 +221,21 @@ func entryName(raw string) (string, error) {
 	return name, nil
 }
 
-// cachedImage is the cached <sha>.img, checked again.
+// cachedImage is the cached <sha>.img, checked again (it may have been
+// cached before boxes checked headers); an error wrapping fs.ErrNotExist
+// when it is not cached.
 func cachedImage(cache, sha, what string) (Box, error) {
 	final := filepath.Join(cache, sha+".img")
 	fi, err := os.Stat(final)
-	if err != nil || !fi.Mode().IsRegular() {
-		return Box{}, fmt.Errorf("box cache %q: not there", final)
+	if err != nil {
+		return Box{}, fmt.Errorf("box cache %q: %w", final, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return Box{}, fmt.Errorf("box cache %q: not a regular file (hint: delete it to download the box again)", final)
 	}
 	format, err := DetectFormat(final)
 	if err != nil {
-		return Box{}, err
+		return Box{}, fmt.Errorf("box cache: %w (hint: delete the file to download it again)", err)
 	}
 	if format == "qcow2" {
 		if err := checkSelfContained(final, what); err != nil {
