@@ -7,13 +7,14 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -405,17 +406,28 @@ func (s *signalWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func TestResolveURLCancel(t *testing.T) {
+// TestResolveURLCancelThenResume: a cancelled download keeps its partial
+// file (and no cache entry); the next Resolve asks for the rest with an
+// HTTP Range and verifies the whole.
+func TestResolveURLCancelThenResume(t *testing.T) {
+	body := fakeQcow2()
+	cut := 1500
 	release := make(chan struct{})
 	defer close(release)
+	var ranges []string
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", strconv.Itoa(1<<30))
-		w.Write(fakeQcow2())
-		w.(http.Flusher).Flush()
-		select { // stall until the client gives up
-		case <-r.Context().Done():
-		case <-release:
+		ranges = append(ranges, r.Header.Get("Range"))
+		if len(ranges) == 1 { // the first request stalls after cut bytes
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			w.Write(body[:cut])
+			w.(http.Flusher).Flush()
+			select { // stall until the client gives up
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
 		}
+		http.ServeContent(w, r, "box.img", time.Time{}, bytes.NewReader(body))
 	})
 	cache := t.TempDir()
 	ctx, cancel := context.WithCancel(t.Context())
@@ -423,31 +435,97 @@ func TestResolveURLCancel(t *testing.T) {
 	started := &signalWriter{ch: make(chan struct{})}
 	errc := make(chan error, 1)
 	go func() {
-		_, err := Resolve(ctx, srv.URL+"/box.img", sum([]byte("x")), Options{CacheDir: cache, Client: srv.Client(), Progress: started})
+		_, err := Resolve(ctx, srv.URL+"/box.img", sum(body), Options{CacheDir: cache, Client: srv.Client(), Progress: started})
 		errc <- err
 	}()
-
 	select {
-	case <-started.ch: // the temp file exists and the body is being read
+	case <-started.ch: // the partial file exists and the body is being read
 	case err := <-errc:
 		t.Fatalf("Resolve returned before the download started: %v", err)
 	}
-	if names := listDir(t, cache); len(names) != 1 || !strings.HasSuffix(names[0], ".tmp") {
-		t.Fatalf("during download cache holds %q, want one temp file", names)
+	partial := filepath.Join("partial", "sha256-"+sum(body))
+	deadline := time.Now().Add(10 * time.Second)
+	for fi, err := os.Stat(filepath.Join(cache, partial)); err != nil || fi.Size() < int64(cut); fi, err = os.Stat(filepath.Join(cache, partial)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the partial file never held the first %d bytes: %v", cut, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
-	err := <-errc
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", err)
+	if err := <-errc; !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "run it again to resume") {
+		t.Fatalf("err = %v, want context.Canceled with a hint to resume", err)
 	}
-	if names := listDir(t, cache); len(names) != 0 {
-		t.Errorf("after cancel cache holds %q, want nothing", names)
+	if names := listDir(t, cache); !slices.Equal(names, []string{"partial", partial}) {
+		t.Fatalf("after cancel the cache holds %q, want only the partial download", names)
+	}
+
+	var out bytes.Buffer
+	got, err := Resolve(t.Context(), srv.URL+"/box.img", sum(body), Options{CacheDir: cache, Client: srv.Client(), Progress: &out})
+	if err != nil || got.SHA256 != sum(body) {
+		t.Fatalf("resumed Resolve = %+v, %v", got, err)
+	}
+	if want := fmt.Sprintf("bytes=%d-", cut); len(ranges) != 2 || ranges[1] != want {
+		t.Errorf("requests' Range headers %q, want the second to be %q", ranges, want)
+	}
+	if !strings.Contains(out.String(), "resuming download") {
+		t.Errorf("progress %q does not say it resumed", out.String())
+	}
+	if data, _ := os.ReadFile(got.Path); !bytes.Equal(data, body) {
+		t.Error("resumed download differs from the box")
+	}
+	if _, err := os.Stat(filepath.Join(cache, "partial")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("partial folder left after the download: %v", err)
+	}
+}
+
+// TestResumeWithoutRangeStartsOver: a server that ignores Range (200)
+// gets the whole file again, and the result is still right.
+func TestResumeWithoutRangeStartsOver(t *testing.T) {
+	body := fakeQcow2()
+	srv := newServer(t, serveBytes(body))
+	cache := t.TempDir()
+	part := filepath.Join(cache, "partial", "sha256-"+sum(body))
+	os.MkdirAll(filepath.Dir(part), 0o755)
+	os.WriteFile(part, []byte("stale bytes of some earlier try"), 0o600)
+	got, err := Resolve(t.Context(), srv.URL+"/box.img", sum(body), Options{CacheDir: cache, Client: srv.Client()})
+	if err != nil || got.SHA256 != sum(body) {
+		t.Fatalf("Resolve = %+v, %v", got, err)
+	}
+}
+
+// TestTwoResolvesDownloadOnce: two downloads of one digest at once make
+// one request; the second waits and finds the box cached.
+func TestTwoResolvesDownloadOnce(t *testing.T) {
+	body := fakeQcow2()
+	gate := make(chan struct{})
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		<-gate
+		serveBytes(body)(w, r)
+	})
+	cache := t.TempDir()
+	var out testutil.Buffer
+	errc := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := Resolve(t.Context(), srv.URL+"/box.img", sum(body), Options{CacheDir: cache, Client: srv.Client(), Progress: &out})
+			errc <- err
+		}()
+	}
+	out.WaitFor(t, "waiting for another download", 10*time.Second)
+	close(gate)
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := srv.hits.Load(); n != 1 {
+		t.Errorf("%d requests, want 1", n)
 	}
 }
 
 func TestProgressThrottle(t *testing.T) {
 	var out bytes.Buffer
-	p := newProgress(&out, "https://x/box.img", 1<<20)
+	p := newProgress(&out, "https://x/box.img", 0, 1<<20)
 	for range 1000 {
 		p.Write(make([]byte, 1024))
 	}

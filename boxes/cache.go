@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // metaDir is the CacheDir subfolder saying where each cached box came from.
@@ -94,4 +96,35 @@ func Remove(cacheDir, sha string) error {
 		return fmt.Errorf("remove cached box %s: %w", sha[:min(16, len(sha))], errors.Join(errs...))
 	}
 	return nil
+}
+
+// Partials is the total size of the downloads cut short in cacheDir
+// (kept for resuming), and RemovePartials removes those no download is
+// writing now, returning the bytes freed.
+func Partials(cacheDir string) (n int64) {
+	paths, _ := filepath.Glob(filepath.Join(cacheDir, partialDir, "*"))
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// RemovePartials: see Partials.
+func RemovePartials(cacheDir string) (freed int64) {
+	paths, _ := filepath.Glob(filepath.Join(cacheDir, partialDir, "*"))
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		fi, err := f.Stat()
+		if err == nil && flock(f, unix.LOCK_EX|unix.LOCK_NB) == nil && samePath(f, p) && os.Remove(p) == nil {
+			freed += fi.Size()
+		}
+		f.Close()
+	}
+	os.Remove(filepath.Join(cacheDir, partialDir))
+	return freed
 }

@@ -70,69 +70,100 @@ func writeAlias(dir, sha512hex, sha256hex string) error {
 	return writeFileAtomic(filepath.Join(dir, aliasDir, sha512hex), []byte(sha256hex+"\n"))
 }
 
-// download fetches rawURL into a temporary file in dir, verifies it
-// against want and renames it to <sha256>.img in dir. On failure no file
-// is left behind.
-func download(ctx context.Context, rawURL, dir string, want wanted, opts Options) (_ Box, err error) {
-	client := opts.Client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
-	if err != nil {
-		return Box{}, fmt.Errorf("box %q: %w", rawURL, err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return Box{}, fmt.Errorf("download %q: %w", rawURL, ctx.Err())
-		}
-		return Box{}, fmt.Errorf("download %q: %w", rawURL, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return Box{}, fmt.Errorf(`download %q: HTTP %s (hint: check "box" in devbox.yaml)`, rawURL, resp.Status)
-	}
+// partialDir is the CacheDir subfolder of downloads in progress or cut
+// short: one file per wanted digest, locked while a download writes it,
+// resumed (HTTP Range) by the next download of that digest. Nothing in it
+// is a cache entry: only a verified download becomes <sha256>.img.
+const partialDir = "partial"
 
-	tmp, err := createTemp(dir)
+// download fetches rawURL into its partial file in dir (resuming what an
+// earlier, interrupted download of the same digest left there), verifies
+// it against want and renames it to <sha256>.img. A transfer that fails
+// keeps the partial file for the next try; a download that proves wrong
+// (not an image, a digest mismatch, a refused header) removes it. Two
+// downloads of one digest, in this process or another, never run at once:
+// the second waits and then finds the box cached.
+func download(ctx context.Context, rawURL, dir string, want wanted, opts Options) (_ Box, err error) {
+	part := filepath.Join(dir, partialDir, want.alg+"-"+want.hex)
+	f, err := openLocked(ctx, part, func() {
+		if opts.Progress != nil {
+			fmt.Fprintf(opts.Progress, "waiting for another download of %s\n", rawURL)
+		}
+	})
 	if err != nil {
-		return Box{}, fmt.Errorf("box cache %q: %w", dir, err)
+		return Box{}, fmt.Errorf("box cache %q: %w", part, err)
 	}
-	// Closing drops the lock, so it comes last: after the rename, or after
-	// the removal on failure.
-	defer tmp.Close()
+	// After the rename or removal: closing drops the lock. An empty
+	// partial folder goes too (openLocked copes with that race).
+	defer os.Remove(filepath.Dir(part))
+	defer f.Close()
+	if b, ok := cachedBy(dir, want, rawURL); ok {
+		return b, nil // another download finished it while this one waited
+	}
+	keep := false // a transfer cut short stays, to be resumed
 	defer func() {
-		if err != nil {
-			os.Remove(tmp.Name())
+		if err != nil && !keep {
+			os.Remove(part)
 		}
 	}()
 
-	prog := newProgress(opts.Progress, rawURL, resp.ContentLength)
 	// sha256 names the cache entry and the base volume; the wanted digest
 	// may be another algorithm.
 	h256, h512 := sha256.New(), sha512.New()
-	sinks := []io.Writer{tmp, h256, prog}
-	if want.alg == "sha512" {
-		sinks = append(sinks, h512)
+	hashers := io.MultiWriter(h256, h512)
+	have, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return Box{}, err
 	}
-	n, err := io.Copy(io.MultiWriter(sinks...), resp.Body)
+	resp, err := get(ctx, opts.Client, rawURL, have)
+	if err != nil {
+		keep = true
+		return Box{}, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case have > 0 && resp.StatusCode == http.StatusPartialContent && rangeStart(resp) == have:
+		// Resume: the hashes start from the bytes already here.
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return Box{}, err
+		}
+		if _, err := io.CopyN(hashers, f, have); err != nil {
+			return Box{}, fmt.Errorf("box cache %q: %w", part, err)
+		}
+	case resp.StatusCode >= 200 && resp.StatusCode <= 299 && resp.StatusCode != http.StatusPartialContent:
+		have = 0 // no resume offered: from the start
+		if err := f.Truncate(0); err != nil {
+			return Box{}, err
+		}
+	default:
+		keep = true
+		return Box{}, fmt.Errorf(`download %q: HTTP %s (hint: check "box" in devbox.yaml)`, rawURL, resp.Status)
+	}
+	if _, err := f.Seek(have, io.SeekStart); err != nil {
+		return Box{}, err
+	}
+
+	total := int64(-1)
+	if resp.ContentLength >= 0 {
+		total = have + resp.ContentLength
+	}
+	prog := newProgress(opts.Progress, rawURL, have, total)
+	n, err := io.Copy(io.MultiWriter(f, hashers, prog), resp.Body)
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return Box{}, fmt.Errorf("download %q: %w", rawURL, err)
+		keep = true
+		return Box{}, fmt.Errorf("download %q: cut short after %s: %w (hint: run it again to resume)", rawURL, humanBytes(have+n), err)
 	}
 	prog.done()
-	if err = tmp.Chmod(0o644); err != nil {
-		return Box{}, fmt.Errorf("box cache: %w", err)
-	}
-	if err = tmp.Sync(); err != nil {
+	if err = f.Sync(); err != nil {
 		return Box{}, fmt.Errorf("box cache: %w", err)
 	}
 
 	// An HTML error page served with 200 fails the checksum too, but
 	// saying what it is helps more.
-	format, err := DetectFormat(tmp.Name())
+	format, err := DetectFormat(part)
 	if err != nil {
 		if errors.Is(err, ErrNotDiskImage) {
 			err = fmt.Errorf(`box %q: %w (hint: the URL must point at the image file itself)`, rawURL, errors.Unwrap(err))
@@ -145,23 +176,25 @@ func download(ctx context.Context, rawURL, dir string, want wanted, opts Options
 		got = hex.EncodeToString(h512.Sum(nil))
 	}
 	if got != want.hex {
-		err = mismatch(rawURL, got, want, want.from+" may be stale, or the download is corrupt")
-		return Box{}, err
+		return Box{}, mismatch(rawURL, got, want, want.from+" may be stale, or the download is corrupt")
 	}
 	// The publisher's digest vouches for the bytes, not for what their
 	// header makes libvirt open on this host.
 	if format == "qcow2" {
-		if err = checkSelfContained(tmp.Name(), rawURL); err != nil {
+		if err = checkSelfContained(part, rawURL); err != nil {
 			return Box{}, err
 		}
 	}
-	final := filepath.Join(dir, sha+".img")
+	if err = f.Chmod(0o644); err != nil {
+		return Box{}, fmt.Errorf("box cache: %w", err)
+	}
 	if want.alg == "sha512" {
 		if err = writeAlias(dir, want.hex, sha); err != nil {
 			return Box{}, fmt.Errorf("box cache %q: %w", dir, err)
 		}
 	}
-	if err = os.Rename(tmp.Name(), final); err != nil {
+	final := filepath.Join(dir, sha+".img")
+	if err = os.Rename(part, final); err != nil {
 		return Box{}, fmt.Errorf("box cache %q: %w", final, err)
 	}
 	source := rawURL
@@ -169,7 +202,89 @@ func download(ctx context.Context, rawURL, dir string, want wanted, opts Options
 		source = want.name + " (" + rawURL + ")"
 	}
 	saveMeta(dir, sha, source)
-	return Box{Path: final, SHA256: sha, Format: format, Size: n}, nil
+	return Box{Path: final, SHA256: sha, Format: format, Size: have + n}, nil
+}
+
+// get requests rawURL, from byte offset from on when from > 0.
+func get(ctx context.Context, client *http.Client, rawURL string, from int64) (*http.Response, error) {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("box %q: %w", rawURL, err)
+	}
+	if from > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", from))
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, fmt.Errorf("download %q: %w", rawURL, err)
+	}
+	return resp, nil
+}
+
+// rangeStart is the first byte of a 206 response ("Content-Range: bytes
+// START-END/TOTAL"), or -1.
+func rangeStart(resp *http.Response) int64 {
+	var start, end int64
+	var total string
+	if _, err := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-%d/%s", &start, &end, &total); err != nil {
+		return -1
+	}
+	return start
+}
+
+// cachedBy is the cached box for want, if there is one.
+func cachedBy(dir string, want wanted, what string) (Box, bool) {
+	sha := want.hex
+	if want.alg == "sha512" {
+		if sha = readAlias(dir, want.hex); sha == "" {
+			return Box{}, false
+		}
+	}
+	b, err := cachedImage(dir, sha, what)
+	return b, err == nil
+}
+
+// openLocked opens (creating) the partial file at p and takes its flock,
+// waiting for another holder (told once through waiting) until ctx ends.
+// The holder may rename or remove the file before letting go: then the
+// lock is on a file no longer at p, and it starts again.
+func openLocked(ctx context.Context, p string, waiting func()) (*os.File, error) {
+	told := false
+	for {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // the folder went between the two calls
+		}
+		if err != nil {
+			return nil, err
+		}
+		err = flock(f, unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil && samePath(f, p) {
+			return f, nil
+		}
+		f.Close()
+		if err != nil && !errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("lock: %w", err)
+		}
+		if err != nil && !told {
+			waiting()
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // createTemp creates a temporary download file in dir and holds a flock
@@ -250,19 +365,24 @@ type progress struct {
 	w     io.Writer
 	url   string
 	total int64 // -1 if unknown
-	n     int64
+	from  int64 // bytes already there when it started (a resumed download)
+	n     int64 // bytes there now, from included
 	start time.Time
 	last  time.Time
 }
 
-// newProgress starts reporting on a download of total bytes (-1: unknown).
-func newProgress(w io.Writer, url string, total int64) *progress {
-	p := &progress{w: w, url: url, total: total, start: time.Now()}
+// newProgress starts reporting on a download of total bytes (-1: unknown)
+// of which from are already there.
+func newProgress(w io.Writer, url string, from, total int64) *progress {
+	p := &progress{w: w, url: url, total: total, from: from, n: from, start: time.Now()}
 	p.last = p.start
 	if w != nil {
-		if total >= 0 {
+		switch {
+		case from > 0:
+			fmt.Fprintf(w, "resuming download of %s at %s of %s\n", url, humanBytes(from), humanBytes(total))
+		case total >= 0:
 			fmt.Fprintf(w, "downloading %s (%s)\n", url, humanBytes(total))
-		} else {
+		default:
 			fmt.Fprintf(w, "downloading %s\n", url)
 		}
 	}
@@ -277,10 +397,15 @@ func (p *progress) Write(b []byte) (int, error) {
 	if now := time.Now(); now.Sub(p.last) >= progressInterval {
 		p.last = now
 		line := humanBytes(p.n)
+		rate := p.rate(now)
 		if p.total > 0 {
 			line += fmt.Sprintf(" / %s (%d%%)", humanBytes(p.total), p.n*100/p.total)
 		}
-		fmt.Fprintf(p.w, "  %s, %s/s\n", line, humanBytes(p.rate(now)))
+		line += fmt.Sprintf(", %s/s", humanBytes(rate))
+		if p.total > 0 && rate > 0 {
+			line += fmt.Sprintf(", %s left", (time.Duration((p.total-p.n)/rate) * time.Second).String())
+		}
+		fmt.Fprintf(p.w, "  %s\n", line)
 	}
 	return len(b), nil
 }
@@ -291,7 +416,7 @@ func (p *progress) done() {
 		return
 	}
 	now := time.Now()
-	fmt.Fprintf(p.w, "downloaded %s in %s (%s/s)\n", humanBytes(p.n), now.Sub(p.start).Round(100*time.Millisecond), humanBytes(p.rate(now)))
+	fmt.Fprintf(p.w, "downloaded %s in %s (%s/s)\n", humanBytes(p.n-p.from), now.Sub(p.start).Round(100*time.Millisecond), humanBytes(p.rate(now)))
 }
 
 // rate is the average bytes per second so far.
@@ -300,7 +425,7 @@ func (p *progress) rate(now time.Time) int64 {
 	if d <= 0 {
 		return 0
 	}
-	return int64(float64(p.n) / d)
+	return int64(float64(p.n-p.from) / d)
 }
 
 // humanBytes formats n with a binary unit, e.g. "1.5 GiB".

@@ -168,6 +168,10 @@ func (a *app) boxPruneCommand() *cobra.Command {
 					freed += b.Size
 					fmt.Fprintf(a.stderr, "%s box %s (%s) %s\n", verb, b.SHA256[:16], mib(b.Size), b.Source)
 				})
+				if n := boxstore.PrunePartials(home, dryRun); n > 0 {
+					fmt.Fprintf(a.stderr, "%s downloads cut short (%s)\n", verb, mib(n))
+					freed += n
+				}
 				fmt.Fprintf(a.stderr, "%s %s in all\n", verb, mib(freed))
 				return err
 			})

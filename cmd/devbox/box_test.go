@@ -73,9 +73,16 @@ func TestBoxListRemovePrune(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(home, "cache", "boxes", unused+".img")); err != nil {
 		t.Errorf("dry run removed the box: %v", err)
 	}
+	partial := filepath.Join(home, "cache", "boxes", "partial", "sha256-"+strings.Repeat("0", 64))
+	os.MkdirAll(filepath.Dir(partial), 0o755)
+	os.WriteFile(partial, make([]byte, 3<<20), 0o600)
 	code, _, errs = run(t, "box", "prune")
-	if code != 0 || !strings.Contains(errs, "removed box "+unused[:16]) || strings.Contains(errs, used[:16]) {
+	if code != 0 || !strings.Contains(errs, "removed box "+unused[:16]) || strings.Contains(errs, used[:16]) ||
+		!strings.Contains(errs, "removed downloads cut short (3 MiB)") {
 		t.Errorf("prune: exit %d: %s", code, errs)
+	}
+	if _, err := os.Stat(partial); err == nil {
+		t.Error("prune left a download cut short")
 	}
 	for _, c := range d.Calls {
 		if strings.HasPrefix(c, "DeleteBase") {

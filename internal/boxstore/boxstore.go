@@ -170,4 +170,14 @@ func Prune(ctx context.Context, home instance.Home, d vm.Driver, keepRecent time
 	return errs.ErrorOrNil()
 }
 
+// PrunePartials removes the downloads cut short in home's cache that no
+// download is resuming now, returning the bytes freed (with dryRun, the
+// bytes there).
+func PrunePartials(home instance.Home, dryRun bool) int64 {
+	if dryRun {
+		return boxes.Partials(home.BoxCache())
+	}
+	return boxes.RemovePartials(home.BoxCache())
+}
+
 func short(sha string) string { return sha[:min(16, len(sha))] }
