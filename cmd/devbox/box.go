@@ -166,7 +166,11 @@ func (a *app) boxPruneCommand() *cobra.Command {
 				}
 				err := boxstore.Prune(a.ctx, home, d, keep, dryRun, func(b boxstore.Box) {
 					freed += b.Size
-					fmt.Fprintf(a.stderr, "%s box %s (%s) %s\n", verb, b.SHA256[:16], mib(b.Size), b.Source)
+					what := []string{mib(b.Size)}
+					if b.Source != "" {
+						what = append(what, b.Source)
+					}
+					fmt.Fprintf(a.stderr, "%s box %s (%s)\n", verb, b.SHA256[:16], strings.Join(what, ", "))
 				})
 				if n := boxstore.PrunePartials(home, dryRun); n > 0 {
 					fmt.Fprintf(a.stderr, "%s downloads cut short (%s)\n", verb, mib(n))
