@@ -551,3 +551,37 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeOfACompletePartial: a try that ended after the last byte but
+// before the rename leaves the whole file; the server answers the Range
+// with 416 and the partial file is verified and cached as it is.
+func TestResumeOfACompletePartial(t *testing.T) {
+	body := fakeQcow2()
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/box.img" {
+			http.NotFound(w, r)
+			return
+		}
+		http.ServeContent(w, r, "box.img", time.Time{}, bytes.NewReader(body))
+	})
+	cache := t.TempDir()
+	part := filepath.Join(cache, "partial", "sha256-"+sum(body))
+	os.MkdirAll(filepath.Dir(part), 0o755)
+	os.WriteFile(part, body, 0o600)
+	got, err := Resolve(t.Context(), srv.URL+"/box.img", sum(body), Options{CacheDir: cache, Client: srv.Client()})
+	if err != nil || got.SHA256 != sum(body) || got.Size != int64(len(body)) {
+		t.Fatalf("Resolve = %+v, %v", got, err)
+	}
+	// A 404 then drops a partial file: there is nothing to resume.
+	other := fakeQcow2()
+	other[700] ^= 1
+	part = filepath.Join(cache, "partial", "sha256-"+sum(other))
+	os.MkdirAll(filepath.Dir(part), 0o755)
+	os.WriteFile(part, other[:100], 0o600)
+	if _, err := Resolve(t.Context(), srv.URL+"/gone.img", sum(other), Options{CacheDir: cache, Client: srv.Client()}); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("a 404: %v", err)
+	}
+	if _, err := os.Stat(part); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("partial file after a 404: %v", err)
+	}
+}

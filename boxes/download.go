@@ -121,22 +121,28 @@ func download(ctx context.Context, rawURL, dir string, want wanted, opts Options
 		return Box{}, err
 	}
 	defer resp.Body.Close()
-	switch {
-	case have > 0 && resp.StatusCode == http.StatusPartialContent && rangeStart(resp) == have:
-		// Resume: the hashes start from the bytes already here.
+	complete := false // the partial file already holds every byte
+	switch code := resp.StatusCode; {
+	case have > 0 && (code == http.StatusPartialContent && rangeStart(resp) == have || code == http.StatusRequestedRangeNotSatisfiable):
+		// Resume (or, for 416, nothing is left to fetch: the last try
+		// ended after its final byte): the hashes start from the bytes
+		// already here.
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return Box{}, err
 		}
 		if _, err := io.CopyN(hashers, f, have); err != nil {
 			return Box{}, fmt.Errorf("box cache %q: %w", part, err)
 		}
-	case resp.StatusCode >= 200 && resp.StatusCode <= 299 && resp.StatusCode != http.StatusPartialContent:
+		complete = code == http.StatusRequestedRangeNotSatisfiable
+	case code >= 200 && code <= 299 && code != http.StatusPartialContent:
 		have = 0 // no resume offered: from the start
 		if err := f.Truncate(0); err != nil {
 			return Box{}, err
 		}
 	default:
-		keep = true
+		// A server error may pass: keep what is here. Anything else (a
+		// 404, a range answered wrong) starts over next time.
+		keep = code >= 500 || code == http.StatusRequestTimeout || code == http.StatusTooManyRequests
 		return Box{}, fmt.Errorf(`download %q: HTTP %s (hint: check "box" in devbox.yaml)`, rawURL, resp.Status)
 	}
 	if _, err := f.Seek(have, io.SeekStart); err != nil {
@@ -147,8 +153,11 @@ func download(ctx context.Context, rawURL, dir string, want wanted, opts Options
 	if resp.ContentLength >= 0 {
 		total = have + resp.ContentLength
 	}
+	var n int64
 	prog := newProgress(opts.Progress, rawURL, have, total)
-	n, err := io.Copy(io.MultiWriter(f, hashers, prog), resp.Body)
+	if !complete {
+		n, err = io.Copy(io.MultiWriter(f, hashers, prog), resp.Body)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
@@ -378,8 +387,10 @@ func newProgress(w io.Writer, url string, from, total int64) *progress {
 	p.last = p.start
 	if w != nil {
 		switch {
-		case from > 0:
+		case from > 0 && total > 0:
 			fmt.Fprintf(w, "resuming download of %s at %s of %s\n", url, humanBytes(from), humanBytes(total))
+		case from > 0:
+			fmt.Fprintf(w, "resuming download of %s at %s\n", url, humanBytes(from))
 		case total >= 0:
 			fmt.Fprintf(w, "downloading %s (%s)\n", url, humanBytes(total))
 		default:
