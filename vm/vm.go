@@ -7,6 +7,7 @@ package vm
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -136,6 +137,10 @@ type Driver interface {
 	// boxSHA256, unless a volume backs onto it (an error wrapping
 	// ErrInUse). A base that does not exist is not an error.
 	DeleteBase(ctx context.Context, boxSHA256 string) error
+	// Export writes the stopped instance's disk to w as one self-contained
+	// qcow2 image (its base folded in, no backing file) and returns the
+	// bytes written. It leaves nothing behind on the hypervisor.
+	Export(ctx context.Context, name string, w io.Writer, progress Progress) (int64, error)
 	// WaitStopped waits until the instance is no longer running.
 	WaitStopped(ctx context.Context, name string) error
 	// Close releases the hypervisor connection.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,10 +21,10 @@ import (
 func (a *app) boxCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "box",
-		Short: "The boxes in this devbox home's cache and in libvirt's pool: list, add, remove, prune",
+		Short: "The boxes in this devbox home's cache and in libvirt's pool: list, add, remove, prune; package an instance as a box",
 	}
 	cmd.PersistentFlags().StringVar(&a.boxURI, "libvirt-uri", "", "libvirt to look at (default: devbox.yaml's, else "+config.DefaultLibvirtURI()+")")
-	cmd.AddCommand(a.boxListCommand(), a.boxAddCommand(), a.boxRemoveCommand(), a.boxPruneCommand())
+	cmd.AddCommand(a.boxListCommand(), a.boxAddCommand(), a.boxRemoveCommand(), a.boxPruneCommand(), a.boxPackageCommand())
 	return cmd
 }
 
@@ -200,4 +201,30 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func (a *app) boxPackageCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "package OUT.qcow2",
+		Short: "Make a box of this project's running instance (cleaned, powered off, flattened into one qcow2) and print its sha256",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withInstance(func(in *instance.Instance) error {
+				out, err := filepath.Abs(args[0])
+				if err != nil {
+					return err
+				}
+				if _, err := os.Stat(out); err == nil {
+					return fmt.Errorf("box package: %s exists already (hint: remove it or pick another name)", out)
+				}
+				sha, size, err := in.Package(a.ctx, out)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "%s\t%s\t%s\n", sha, mib(size), out)
+				fmt.Fprintf(a.stderr, "box: %s, box_sha256: %s (devbox up brings the instance back)\n", out, sha)
+				return nil
+			})
+		},
+	}
 }

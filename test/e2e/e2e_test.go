@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"net"
 	"os"
@@ -83,7 +84,7 @@ func TestLifecycle(t *testing.T) {
 	box := boxPath(t)
 	busybox := hostBusybox(t)
 	forwardPort, publishPort := freePort(t), freePort(t)
-	e := newEnv(t, fmt.Sprintf(`name: life
+	config := fmt.Sprintf(`name: life
 box: %s
 cpus: 2
 memory: 2GiB
@@ -99,7 +100,8 @@ provision:
       echo "step output before failure"
       test -e /etc/devbox-fixed || exit 5
       echo fixed > /etc/devbox-step-ran
-`, box, forwardPort, publishPort))
+`, box, forwardPort, publishPort)
+	e := newEnv(t, config)
 	e.forwardPort, e.publishPort = forwardPort, publishPort
 	e.cleanup("life")
 
@@ -190,6 +192,8 @@ provision:
 		t.Errorf("docker through the socket after halt/up: %q", out)
 	}
 
+	t.Run("box package makes a box that comes up provisioned", func(t *testing.T) { testPackage(t, e, config) })
+
 	r = e.run(time.Minute, nil, "destroy")
 	if r.code == 0 || !strings.Contains(r.stderr, "destroy -f") {
 		t.Errorf("destroy without -f and without a terminal must refuse:\n%s", r)
@@ -199,4 +203,36 @@ provision:
 		t.Errorf("after destroy: %+v", st)
 	}
 	e.assertGone("life")
+}
+
+// testPackage packages the provisioned instance of e (which it leaves
+// stopped) and brings a second instance up from the box: new machine-id,
+// no provisioning work, the engine and its images there.
+func testPackage(t *testing.T, e *env, config string) {
+	idBefore := strings.TrimSpace(e.ok(time.Minute, "ssh", "--", "cat", "/etc/machine-id").stdout)
+	out := filepath.Join(t.TempDir(), "life.qcow2")
+	r := e.ok(10*time.Minute, "box", "package", out)
+	fields := strings.Fields(r.stdout)
+	data, err := os.ReadFile(out)
+	if err != nil || len(fields) == 0 || fields[0] != fmt.Sprintf("%x", sha256.Sum256(data)) {
+		t.Fatalf("box package printed %q for %s (%v)", r.stdout, out, err)
+	}
+	if st := e.status(); st.State != "stopped" {
+		t.Errorf("after package the instance is %s, want stopped", st.State)
+	}
+	p := newEnv(t, strings.Replace(strings.Replace(config, "name: life\n", "name: life2\n", 1), boxPath(t), out, 1))
+	p.cleanup("life2")
+	r = p.ok(15*time.Minute, "up")
+	contains(t, "up from the packaged box", r.stderr, "already provisioned")
+	if strings.Contains(r.stderr, "Installing Docker") {
+		t.Errorf("up from the packaged box installed the engine:\n%s", r)
+	}
+	if id := strings.TrimSpace(p.ok(time.Minute, "ssh", "--", "cat", "/etc/machine-id").stdout); id == "" || id == idBefore {
+		t.Errorf("machine-id of the new instance %q (the packaged one had %q)", id, idBefore)
+	}
+	if r := p.ok(2*time.Minute, "ssh", "--", "docker", "run", "--rm", "e2e-busybox", "echo", "packaged"); strings.TrimSpace(r.stdout) != "packaged" {
+		t.Errorf("the packaged engine's image: %s", r)
+	}
+	p.ok(3*time.Minute, "destroy", "-f")
+	p.assertGone("life2")
 }

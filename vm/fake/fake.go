@@ -5,6 +5,7 @@ package fake
 import (
 	"context"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -189,6 +190,22 @@ func (d *Driver) DeleteBase(ctx context.Context, boxSHA256 string) error {
 		}
 	}
 	return nil
+}
+
+// Export implements vm.Driver: the image is "image of NAME".
+func (d *Driver) Export(ctx context.Context, name string, w io.Writer, _ vm.Progress) (int64, error) {
+	if err := d.record("Export", name); err != nil {
+		return 0, err
+	}
+	info, err := d.get(name)
+	if err != nil {
+		return 0, err
+	}
+	if info.State != vm.StateStopped {
+		return 0, fmt.Errorf("export %s: the instance is %s", name, info.State)
+	}
+	n, err := io.WriteString(w, "image of "+name)
+	return int64(n), err
 }
 
 // WaitStopped implements vm.Driver: it returns when the state is stopped

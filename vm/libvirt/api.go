@@ -37,6 +37,8 @@ type api interface {
 	StorageVolGetPath(vol golibvirt.StorageVol) (string, error)
 	StorageVolDelete(vol golibvirt.StorageVol, flags golibvirt.StorageVolDeleteFlags) error
 	StorageVolGetXMLDesc(vol golibvirt.StorageVol, flags uint32) (string, error)
+	StorageVolCreateXMLFrom(pool golibvirt.StoragePool, xml string, clone golibvirt.StorageVol, flags golibvirt.StorageVolCreateFlags) (golibvirt.StorageVol, error)
+	StorageVolDownload(vol golibvirt.StorageVol, w io.Writer, offset, length uint64, flags golibvirt.StorageVolDownloadFlags) error
 	StoragePoolListAllVolumes(pool golibvirt.StoragePool, needResults int32, flags uint32) ([]golibvirt.StorageVol, uint32, error)
 }
 

@@ -390,3 +390,25 @@ func TestVolModifiedFromTimestamps(t *testing.T) {
 		t.Errorf("volModified without timestamps = %v, want zero", got)
 	}
 }
+
+// TestExportFlattensAndCleansUp: Export streams libvirt's flattened clone
+// of the instance's disk and deletes the clone.
+func TestExportFlattensAndCleansUp(t *testing.T) {
+	box := qcow2Box(t, filepath.Join(t.TempDir(), "ok.qcow2"), 1<<20, "")
+	spec := boxSpec(t, box, "qcow2")
+	f := newFakeLibvirt()
+	f.pool = true
+	d := f.driver()
+	if err := d.Create(t.Context(), spec, func(string, ...any) {}); err != nil {
+		t.Fatal(err)
+	}
+	before := f.volumes()
+	var out bytes.Buffer
+	n, err := d.Export(t.Context(), spec.Name, &out, func(string, ...any) {})
+	if err != nil || n != int64(out.Len()) || !strings.HasPrefix(out.String(), "flattened:") {
+		t.Fatalf("Export = %d, %v; wrote %q", n, err, out.String())
+	}
+	if after := f.volumes(); !slices.Equal(after, before) {
+		t.Errorf("volumes after export %q, want %q (the clone deleted)", after, before)
+	}
+}

@@ -257,3 +257,25 @@ func (f *fakeLibvirt) StoragePoolListAllVolumes(golibvirt.StoragePool, int32, ui
 	}
 	return vols, uint32(len(vols)), nil
 }
+
+func (f *fakeLibvirt) StorageVolCreateXMLFrom(p golibvirt.StoragePool, x string, clone golibvirt.StorageVol, fl golibvirt.StorageVolCreateFlags) (golibvirt.StorageVol, error) {
+	vol, err := f.StorageVolCreateXML(p, x, fl)
+	if err != nil {
+		return vol, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.vols[vol.Name] = append([]byte("flattened:"), f.vols[clone.Name]...)
+	return vol, nil
+}
+
+func (f *fakeLibvirt) StorageVolDownload(vol golibvirt.StorageVol, w io.Writer, _, _ uint64, _ golibvirt.StorageVolDownloadFlags) error {
+	f.mu.Lock()
+	data, ok := f.vols[vol.Name]
+	f.mu.Unlock()
+	if !ok {
+		return libvirtErr(golibvirt.ErrNoStorageVol, "Storage volume not found: %s", vol.Name)
+	}
+	_, err := w.Write(data)
+	return err
+}

@@ -1,0 +1,149 @@
+package instance
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/devbox-vm/devbox/vm"
+)
+
+// cleanForPackage runs as root in the guest before its disk becomes a
+// box: what identifies this machine or lets someone in goes, so every
+// instance made from the box gets its own (cloud-init runs afresh, with
+// the new instance's seed: machine-id, host keys, the user's key).
+// An empty /etc/machine-id (not a missing one) makes systemd write a new
+// one at the next boot. After it no new SSH login works: the guest is
+// powered off on the same connection.
+const cleanForPackage = `set -e
+cloud-init clean --logs
+rm -f /etc/machine-id /var/lib/dbus/machine-id
+: > /etc/machine-id
+rm -f /etc/ssh/ssh_host_*
+rm -f /root/.ssh/authorized_keys /home/*/.ssh/authorized_keys /root/.bash_history /home/*/.bash_history
+find /var/log -type f -exec truncate -s 0 {} +
+rm -rf /tmp/* /var/tmp/*
+sync
+`
+
+// Package makes a box of the running instance, Vagrant's package: the
+// guest is cleaned (cleanForPackage) and powered off, its disk flattened
+// into one qcow2 image written to out, whose sha256 it returns. The
+// instance stays; its next up re-runs cloud-init from its own seed.
+func (in *Instance) Package(ctx context.Context, out string) (sha string, size int64, err error) {
+	lk, err := in.lock(ctx, "package")
+	if err != nil {
+		return "", 0, err
+	}
+	defer in.unlock(lk)
+	info, err := in.running(ctx)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w (the guest is cleaned before it is packaged, so it must run: devbox up)", err)
+	}
+	d, err := in.Driver(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	in.StopAgent()
+	if err := in.Status.Step("Cleaning the guest (machine-id, cloud-init state, host keys, keys, logs) and powering it off", func() error {
+		c, err := in.dial(ctx, info)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		var outb bytes.Buffer
+		code, err := c.Run(ctx, "sudo -n sh -c "+quoteArg(cleanForPackage), nil, &outb, &outb)
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			return fmt.Errorf("cleaning the guest failed with exit status %d: %s", code, bytes.TrimSpace(outb.Bytes()))
+		}
+		// The connection drops as the guest goes down: the status is moot.
+		c.Run(ctx, "sudo -n systemctl poweroff --no-block", nil, nil, nil)
+		return nil
+	}); err != nil {
+		return "", 0, err
+	}
+	if err := in.Status.Step("Waiting for the VM to stop", func() error {
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		if err := d.WaitStopped(wctx, in.Domain()); err != nil && ctx.Err() == nil {
+			return d.Shutdown(ctx, in.Domain(), time.Minute)
+		}
+		return ctx.Err()
+	}); err != nil {
+		return "", 0, err
+	}
+	err = in.Status.Step("Writing the box "+out, func() error {
+		sha, size, err = writeImage(ctx, d, in.Domain(), out, in.Status.Infof)
+		return err
+	})
+	return sha, size, err
+}
+
+// writeImage exports the instance's disk to out through temporary files
+// beside it: compressed with qemu-img when it is on PATH (libvirt's
+// flattening does not compress; a box shrinks to about a third), else as
+// it comes. It returns out's sha256 and size; on failure nothing is left
+// at out.
+func writeImage(ctx context.Context, d vm.Driver, domain, out string, progress vm.Progress) (string, int64, error) {
+	dir, base := filepath.Dir(out), "."+filepath.Base(out)
+	raw, err := os.CreateTemp(dir, base+".*")
+	if err != nil {
+		return "", 0, err
+	}
+	defer os.Remove(raw.Name())
+	defer raw.Close()
+	if _, err := d.Export(ctx, domain, raw, progress); err != nil {
+		return "", 0, err
+	}
+	if err := raw.Close(); err != nil {
+		return "", 0, err
+	}
+	final := raw.Name()
+	if qemuImg, err := exec.LookPath("qemu-img"); err == nil {
+		progress("compressing the image (qemu-img convert -c)")
+		compressed := raw.Name() + ".c"
+		defer os.Remove(compressed)
+		if b, err := exec.CommandContext(ctx, qemuImg, "convert", "-c", "-f", "qcow2", "-O", "qcow2", raw.Name(), compressed).CombinedOutput(); err != nil {
+			return "", 0, fmt.Errorf("compress the box: qemu-img convert: %v: %s", err, bytes.TrimSpace(b))
+		}
+		final = compressed
+	} else {
+		progress("qemu-img is not on PATH: the box is not compressed")
+	}
+	sha, size, err := hashFile(final)
+	if err == nil {
+		err = os.Chmod(final, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(final, out)
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	return sha, size, nil
+}
+
+// hashFile is the sha256 and size of the file at p.
+func hashFile(p string) (string, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
