@@ -411,4 +411,14 @@ func TestExportFlattensAndCleansUp(t *testing.T) {
 	if after := f.volumes(); !slices.Equal(after, before) {
 		t.Errorf("volumes after export %q, want %q (the clone deleted)", after, before)
 	}
+	// An export killed midway leaves its clone: destroy removes it too.
+	if _, err := f.StorageVolCreateXML(golibvirt.StoragePool{}, plainVolumeXML(exportVolume(spec.Name), 0), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Delete(t.Context(), spec.Name); err != nil {
+		t.Fatal(err)
+	}
+	if vols := f.volumes(); !slices.Equal(vols, []string{baseVolume(spec.BoxSHA256)}) {
+		t.Errorf("volumes after delete %q, want only the base", vols)
+	}
 }

@@ -342,7 +342,7 @@ func (d *Driver) instanceVolumes(name string) ([]golibvirt.StorageVol, error) {
 	}
 	d.refreshPool(pool)
 	var vols []golibvirt.StorageVol
-	for _, v := range []string{diskVolume(name), seedVolume(name)} {
+	for _, v := range []string{diskVolume(name), seedVolume(name), exportVolume(name)} {
 		vol, err := d.l.StorageVolLookupByName(pool, v)
 		if isCode(err, golibvirt.ErrNoStorageVol) {
 			continue
