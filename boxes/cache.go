@@ -87,7 +87,7 @@ func Remove(cacheDir, sha string) error {
 	}
 	records, _ := filepath.Glob(filepath.Join(cacheDir, importedDir, "*.json"))
 	for _, p := range records {
-		var r imported
+		var r record
 		if data, err := os.ReadFile(p); err == nil && json.Unmarshal(data, &r) == nil && r.SHA256 == sha {
 			rm(p)
 		}

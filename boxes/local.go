@@ -16,13 +16,22 @@ import (
 // recordDir is the CacheDir subfolder holding checksum records of local boxes.
 const recordDir = "local-sums"
 
-// record remembers the sha256 of a local box so that an unchanged file
-// (same path, size and mtime) is not hashed again.
+// record remembers what a local file was found to be, so that an
+// unchanged one (same path, size and mtime) is not read again: in
+// recordDir the sha256 of a local image; in importedDir the image a
+// Vagrant box was imported as (SHA256) and the box file's own digest
+// (Archive).
 type record struct {
 	Path    string `json:"path"`
 	Size    int64  `json:"size"`
 	ModTime int64  `json:"mtime_ns"`
 	SHA256  string `json:"sha256"`
+	Archive string `json:"archive_sha256,omitempty"`
+}
+
+// newRecord is the record of the file abs (fi) with its digests.
+func newRecord(abs string, fi fs.FileInfo, sha256hex, archive string) record {
+	return record{Path: abs, Size: fi.Size(), ModTime: fi.ModTime().UnixNano(), SHA256: sha256hex, Archive: archive}
 }
 
 // resolveLocal resolves a local file, used in place.
@@ -57,14 +66,15 @@ func resolveLocal(ctx context.Context, path, want string, opts Options) (Box, er
 		}
 	}
 
-	sum := lookupRecord(opts.CacheDir, abs, fi)
-	if sum == "" {
+	r, ok := lookupRecord(opts.CacheDir, recordDir, abs, fi)
+	sum := r.SHA256
+	if !ok {
 		if sum, err = hashFile(ctx, abs); err != nil {
 			return Box{}, fmt.Errorf("box %q: %w", abs, err)
 		}
 		// The record is only an optimisation: failing to save it must
 		// not fail the caller.
-		_ = saveRecord(opts.CacheDir, record{Path: abs, Size: fi.Size(), ModTime: fi.ModTime().UnixNano(), SHA256: sum})
+		_ = saveRecord(opts.CacheDir, recordDir, newRecord(abs, fi, sum, ""))
 	}
 	if want != "" && sum != want {
 		return Box{}, mismatch(abs, sum, boxSHA256(want), "box_sha256 may be stale, or the file changed")
@@ -99,38 +109,38 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// recordPath is where the record for the local box abs is kept.
-func recordPath(cacheDir, abs string) string {
+// recordPath is where the record of the file abs is kept in kind (a
+// CacheDir subfolder: recordDir or importedDir).
+func recordPath(cacheDir, kind, abs string) string {
 	key := sha256.Sum256([]byte(abs))
-	return filepath.Join(cacheDir, recordDir, hex.EncodeToString(key[:])+".json")
+	return filepath.Join(cacheDir, kind, hex.EncodeToString(key[:])+".json")
 }
 
-// lookupRecord returns the remembered sha256 of abs if its size and mtime
-// are unchanged, or "".
-func lookupRecord(cacheDir, abs string, fi fs.FileInfo) string {
-	if cacheDir == "" {
-		return ""
-	}
-	data, err := os.ReadFile(recordPath(cacheDir, abs))
-	if err != nil {
-		return ""
-	}
+// lookupRecord is the record of abs in kind if abs's size and mtime are
+// unchanged since it was saved.
+func lookupRecord(cacheDir, kind, abs string, fi fs.FileInfo) (record, bool) {
 	var r record
-	if json.Unmarshal(data, &r) != nil {
-		return ""
+	if cacheDir == "" {
+		return r, false
+	}
+	data, err := os.ReadFile(recordPath(cacheDir, kind, abs))
+	if err != nil || json.Unmarshal(data, &r) != nil {
+		return record{}, false
 	}
 	if r.Path != abs || r.Size != fi.Size() || r.ModTime != fi.ModTime().UnixNano() {
-		return ""
+		return record{}, false
 	}
 	d, err := parseDigest(r.SHA256)
 	if err != nil {
-		return ""
+		return record{}, false
 	}
-	return d
+	r.SHA256 = d
+	return r, true
 }
 
-// saveRecord atomically writes r under cacheDir; a no-op without cacheDir.
-func saveRecord(cacheDir string, r record) error {
+// saveRecord atomically writes r in kind under cacheDir; a no-op without
+// cacheDir.
+func saveRecord(cacheDir, kind string, r record) error {
 	if cacheDir == "" {
 		return nil
 	}
@@ -138,7 +148,7 @@ func saveRecord(cacheDir string, r record) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(recordPath(cacheDir, r.Path), data)
+	return writeFileAtomic(recordPath(cacheDir, kind, r.Path), data)
 }
 
 // writeFileAtomic writes data to p (creating its folder) through a

@@ -183,7 +183,7 @@ func importVagrant(ctx context.Context, abs string, fi fs.FileInfo, want string,
 	}
 	kept = true
 	saveMeta(cache, sha, abs)
-	_ = saveImported(cache, imported{Path: abs, Size: fi.Size(), ModTime: fi.ModTime().UnixNano(), SHA256: sha, Archive: archive})
+	_ = saveRecord(cache, importedDir, newRecord(abs, fi, sha, archive))
 	if opts.Progress != nil {
 		fmt.Fprintf(opts.Progress, "imported Vagrant box %s (box.img, %s)\n", abs, humanBytes(imageSize))
 	}
@@ -200,7 +200,7 @@ func importedBefore(abs string, fi fs.FileInfo, want string, opts Options) (Box,
 	if err != nil {
 		return Box{}, false
 	}
-	r, ok := lookupImported(cache, abs, fi)
+	r, ok := lookupRecord(cache, importedDir, abs, fi)
 	if !ok || want != "" && want != r.Archive {
 		return Box{}, false
 	}
@@ -243,42 +243,4 @@ func cachedImage(cache, sha, what string) (Box, error) {
 		}
 	}
 	return Box{Path: final, SHA256: sha, Format: format, Size: fi.Size()}, nil
-}
-
-// imported records that the Vagrant box at Path (Size, ModTime; sha256
-// Archive) was imported as <SHA256>.img.
-type imported struct {
-	Path    string `json:"path"`
-	Size    int64  `json:"size"`
-	ModTime int64  `json:"mtime_ns"`
-	SHA256  string `json:"sha256"`
-	Archive string `json:"archive_sha256"`
-}
-
-func importedPath(cache, abs string) string {
-	key := sha256.Sum256([]byte(abs))
-	return filepath.Join(cache, importedDir, hex.EncodeToString(key[:])+".json")
-}
-
-func lookupImported(cache, abs string, fi fs.FileInfo) (imported, bool) {
-	var r imported
-	data, err := os.ReadFile(importedPath(cache, abs))
-	if err != nil || json.Unmarshal(data, &r) != nil {
-		return r, false
-	}
-	if r.Path != abs || r.Size != fi.Size() || r.ModTime != fi.ModTime().UnixNano() {
-		return r, false
-	}
-	if _, err := parseDigest(r.SHA256); err != nil {
-		return r, false
-	}
-	return r, true
-}
-
-func saveImported(cache string, r imported) error {
-	data, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(importedPath(cache, r.Path), data)
 }
