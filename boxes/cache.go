@@ -10,8 +10,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // metaDir is the CacheDir subfolder saying where each cached box came from.
@@ -115,15 +113,7 @@ func Partials(cacheDir string) (n int64) {
 func RemovePartials(cacheDir string) (freed int64) {
 	paths, _ := filepath.Glob(filepath.Join(cacheDir, partialDir, "*"))
 	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		fi, err := f.Stat()
-		if err == nil && flock(f, unix.LOCK_EX|unix.LOCK_NB) == nil && samePath(f, p) && os.Remove(p) == nil {
-			freed += fi.Size()
-		}
-		f.Close()
+		freed += sweepTemp(p)
 	}
 	os.Remove(filepath.Join(cacheDir, partialDir))
 	return freed

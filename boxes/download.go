@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"net/http"
@@ -34,16 +35,9 @@ func resolveURL(ctx context.Context, rawURL string, want wanted, opts Options) (
 	if err != nil {
 		return Box{}, fmt.Errorf("box cache %q: %w", opts.CacheDir, err)
 	}
-	sha := want.hex
-	if want.alg == "sha512" {
-		sha = readAlias(dir, want.hex)
-	}
-	if sha != "" {
-		// Only verified downloads are ever renamed to <sha256>.img.
-		b, err := cachedImage(dir, sha, rawURL)
-		if err == nil || !errors.Is(err, fs.ErrNotExist) {
-			return b, err
-		}
+	// Only verified downloads are ever renamed to <sha256>.img.
+	if b, err := cachedFor(dir, want, rawURL); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return b, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Box{}, fmt.Errorf("box cache %q: %w", dir, err)
@@ -97,7 +91,7 @@ func download(ctx context.Context, rawURL, dir string, want wanted, opts Options
 	// partial folder goes too (openLocked copes with that race).
 	defer os.Remove(filepath.Dir(part))
 	defer f.Close()
-	if b, ok := cachedBy(dir, want, rawURL); ok {
+	if b, err := cachedFor(dir, want, rawURL); err == nil {
 		return b, nil // another download finished it while this one waited
 	}
 	keep := false // a transfer cut short stays, to be resumed
@@ -108,9 +102,13 @@ func download(ctx context.Context, rawURL, dir string, want wanted, opts Options
 	}()
 
 	// sha256 names the cache entry and the base volume; the wanted digest
-	// may be another algorithm.
-	h256, h512 := sha256.New(), sha512.New()
-	hashers := io.MultiWriter(h256, h512)
+	// may be another algorithm, hashed beside it only then.
+	h256, hWant := sha256.New(), hash.Hash(nil)
+	hashers := io.Writer(h256)
+	if want.alg == "sha512" {
+		hWant = sha512.New()
+		hashers = io.MultiWriter(h256, hWant)
+	}
 	have, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
 		return Box{}, err
@@ -181,8 +179,8 @@ func download(ctx context.Context, rawURL, dir string, want wanted, opts Options
 	}
 	sha := hex.EncodeToString(h256.Sum(nil))
 	got := sha
-	if want.alg == "sha512" {
-		got = hex.EncodeToString(h512.Sum(nil))
+	if hWant != nil {
+		got = hex.EncodeToString(hWant.Sum(nil))
 	}
 	if got != want.hex {
 		return Box{}, mismatch(rawURL, got, want, want.from+" may be stale, or the download is corrupt")
@@ -247,16 +245,16 @@ func rangeStart(resp *http.Response) int64 {
 	return start
 }
 
-// cachedBy is the cached box for want, if there is one.
-func cachedBy(dir string, want wanted, what string) (Box, bool) {
+// cachedFor is the cached box for want (see cachedImage); an error
+// wrapping fs.ErrNotExist when there is none.
+func cachedFor(dir string, want wanted, what string) (Box, error) {
 	sha := want.hex
 	if want.alg == "sha512" {
 		if sha = readAlias(dir, want.hex); sha == "" {
-			return Box{}, false
+			return Box{}, fmt.Errorf("box %q: %w in the cache", what, fs.ErrNotExist)
 		}
 	}
-	b, err := cachedImage(dir, sha, what)
-	return b, err == nil
+	return cachedImage(dir, sha, what)
 }
 
 // openLocked opens (creating) the partial file at p and takes its flock,
@@ -329,20 +327,23 @@ func sweepTemps(dir string) {
 	}
 }
 
-// sweepTemp removes the temporary download at path unless it is locked.
-func sweepTemp(path string) {
+// sweepTemp removes the file at path unless a live download holds its
+// lock, and returns the bytes it freed.
+func sweepTemp(path string) int64 {
 	f, err := os.Open(path)
 	if err != nil {
-		return
+		return 0
 	}
 	defer f.Close()
 	if flock(f, unix.LOCK_EX|unix.LOCK_NB) != nil {
-		return // a live download, or no flock here: leave it
+		return 0 // a live download, or no flock here: leave it
 	}
 	// Remove only the file that was locked, not one put at path since.
-	if samePath(f, path) {
-		os.Remove(path)
+	fi, err := f.Stat()
+	if err != nil || !samePath(f, path) || os.Remove(path) != nil {
+		return 0
 	}
+	return fi.Size()
 }
 
 // flock applies how (unix.LOCK_*) to f, retrying when interrupted.
