@@ -324,7 +324,7 @@ func (d *Driver) refreshPool(pool golibvirt.StoragePool) {
 // uploadBase creates the base volume and streams the box into it; a
 // failed upload deletes it again. An error with libvirt's "volume exists"
 // code means another process created it first.
-func (d *Driver) uploadBase(ctx context.Context, pool golibvirt.StoragePool, name string, spec vm.Spec, progress vm.Progress) (golibvirt.StorageVol, error) {
+func (d *Driver) uploadBase(ctx context.Context, pool golibvirt.StoragePool, name string, spec vm.Spec, progress vm.Progress) (vol golibvirt.StorageVol, err error) {
 	f, err := os.Open(spec.BoxPath)
 	if err != nil {
 		return golibvirt.StorageVol{}, fmt.Errorf("open box %s: %w", spec.BoxPath, err)
@@ -334,36 +334,32 @@ func (d *Driver) uploadBase(ctx context.Context, pool golibvirt.StoragePool, nam
 	if _, err := checkBox(f, spec.BoxPath); err != nil {
 		return golibvirt.StorageVol{}, err
 	}
-	vol, err := d.l.StorageVolCreateXML(pool, plainVolumeXML(name, 0), 0)
+	vol, err = d.l.StorageVolCreateXML(pool, plainVolumeXML(name, 0), 0)
 	if isCode(err, golibvirt.ErrStorageVolExist) {
 		return vol, err
 	}
 	if err != nil {
 		return vol, fmt.Errorf("create base volume %s: %w", name, err)
 	}
-	if d.local {
-		copied, err := d.copyIntoVolume(ctx, vol, f, spec.BoxSize, progress)
+	// A volume that was not filled goes again; a cancel reads as one.
+	defer func() {
 		if err != nil {
 			d.l.StorageVolDelete(vol, 0)
 			if ctx.Err() != nil {
-				return vol, ctx.Err()
+				err = ctx.Err()
 			}
-			return vol, err
 		}
-		if copied {
-			return vol, nil
+	}()
+	if d.local {
+		if copied, err := d.copyIntoVolume(ctx, vol, f, spec.BoxSize, progress); err != nil || copied {
+			return vol, err
 		}
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		d.l.StorageVolDelete(vol, 0)
 		return vol, err
 	}
 	r := &uploadReader{ctx: ctx, r: f, total: spec.BoxSize, progress: progress, name: name}
 	if err := d.l.StorageVolUpload(vol, r, 0, uint64(spec.BoxSize), 0); err != nil {
-		d.l.StorageVolDelete(vol, 0)
-		if ctx.Err() != nil {
-			return vol, ctx.Err()
-		}
 		return vol, fmt.Errorf("upload box into base volume %s: %w", name, err)
 	}
 	progress("uploaded box into base volume %s (%d MiB)", name, spec.BoxSize>>20)
