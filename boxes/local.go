@@ -69,7 +69,7 @@ func resolveLocal(ctx context.Context, path, want string, opts Options) (Box, er
 	r, ok := lookupRecord(opts.CacheDir, recordDir, abs, fi)
 	sum := r.SHA256
 	if !ok {
-		if sum, err = hashFile(ctx, abs); err != nil {
+		if sum, err = HashFile(ctx, abs); err != nil {
 			return Box{}, fmt.Errorf("box %q: %w", abs, err)
 		}
 		// The record is only an optimisation: failing to save it must
@@ -82,8 +82,8 @@ func resolveLocal(ctx context.Context, path, want string, opts Options) (Box, er
 	return Box{Path: abs, SHA256: sum, Format: format, Size: fi.Size()}, nil
 }
 
-// hashFile streams the file at path through sha256, stopping if ctx ends.
-func hashFile(ctx context.Context, path string) (string, error) {
+// HashFile streams the file at path through sha256, stopping if ctx ends.
+func HashFile(ctx context.Context, path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

@@ -216,20 +216,27 @@ func (in *Instance) Halt(ctx context.Context, force bool, timeout time.Duration)
 		return in.Status.Step("Forcing the VM off", func() error { return d.Kill(ctx, in.Domain()) })
 	}
 	return in.Status.Step("Halting the VM", func() error {
-		if in.poweroffOverSSH(ctx, info) {
-			wctx, cancel := context.WithTimeout(ctx, timeout)
-			err := d.WaitStopped(wctx, in.Domain())
-			cancel()
-			if err == nil {
-				return nil
-			}
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		// The guest did not power off by itself: ACPI, then force.
-		return d.Shutdown(ctx, in.Domain(), timeout)
+		return in.awaitStop(ctx, d, in.poweroffOverSSH(ctx, info), timeout)
 	})
+}
+
+// awaitStop waits up to timeout for a guest that was asked to power off
+// (asked: the request was delivered); a guest that was not asked, or did
+// not stop, gets ACPI, then is forced off after timeout.
+func (in *Instance) awaitStop(ctx context.Context, d vm.Driver, asked bool, timeout time.Duration) error {
+	if asked {
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		err := d.WaitStopped(wctx, in.Domain())
+		cancel()
+		if err == nil {
+			return nil
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	// The guest did not power off by itself: ACPI, then force.
+	return d.Shutdown(ctx, in.Domain(), timeout)
 }
 
 // poweroffOverSSH asks the guest to power off; it reports whether the

@@ -3,15 +3,13 @@ package instance
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"time"
 
+	"github.com/devbox-vm/devbox/boxes"
 	"github.com/devbox-vm/devbox/vm"
 )
 
@@ -73,12 +71,7 @@ func (in *Instance) Package(ctx context.Context, out string) (sha string, size i
 		return "", 0, err
 	}
 	if err := in.Status.Step("Waiting for the VM to stop", func() error {
-		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		if err := d.WaitStopped(wctx, in.Domain()); err != nil && ctx.Err() == nil {
-			return d.Shutdown(ctx, in.Domain(), time.Minute)
-		}
-		return ctx.Err()
+		return in.awaitStop(ctx, d, true, time.Minute)
 	}); err != nil {
 		return "", 0, err
 	}
@@ -120,30 +113,19 @@ func writeImage(ctx context.Context, d vm.Driver, domain, out string, progress v
 	} else {
 		progress("qemu-img is not on PATH: the box is not compressed")
 	}
-	sha, size, err := hashFile(final)
-	if err == nil {
-		err = os.Chmod(final, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(final, out)
-	}
+	sha, err := boxes.HashFile(ctx, final)
 	if err != nil {
 		return "", 0, err
 	}
-	return sha, size, nil
-}
-
-// hashFile is the sha256 and size of the file at p.
-func hashFile(p string) (string, int64, error) {
-	f, err := os.Open(p)
+	fi, err := os.Stat(final)
 	if err != nil {
 		return "", 0, err
 	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
+	if err := os.Chmod(final, 0o644); err != nil {
 		return "", 0, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	if err := os.Rename(final, out); err != nil {
+		return "", 0, err
+	}
+	return sha, fi.Size(), nil
 }
