@@ -130,14 +130,20 @@ fi`,
 // minutes under software emulation and is of no use here (the root
 // filesystem is not on FUSE; the next kernel update rebuilds it anyway),
 // so initramfs updates are paused for the install and restored after.
-const installSSHFS = `export DEBIAN_FRONTEND=noninteractive
-conf=/etc/initramfs-tools/update-initramfs.conf
+const installSSHFS = aptInstall + `conf=/etc/initramfs-tools/update-initramfs.conf
 if [ -f "$conf" ] && grep -q '^update_initramfs=yes' "$conf"; then
   sed -i 's/^update_initramfs=yes/update_initramfs=no/' "$conf"
   trap 'sed -i "s/^update_initramfs=no/update_initramfs=yes/" "$conf"' EXIT
 fi
+apt_install sshfs`
+
+// aptInstall starts a script that installs packages: apt_install PKG...
+// installs them without recommends, refreshing the package lists only
+// when the install fails without (they may be missing or stale).
+const aptInstall = `export DEBIAN_FRONTEND=noninteractive
 apt_get() { apt-get -o Dpkg::Use-Pty=0 -q -y "$@" </dev/null; }
-apt_get install --no-install-recommends sshfs || { apt_get update && apt_get install --no-install-recommends sshfs; }`
+apt_install() { apt_get install --no-install-recommends "$@" || { apt_get update && apt_get install --no-install-recommends "$@"; }; }
+`
 
 // emulatorStep installs Debian's qemu-user-static and has systemd-binfmt
 // register its emulators. Their entries carry the F flag (the kernel opens
@@ -154,10 +160,8 @@ func emulatorStep(names []string) Step {
 	return Step{
 		Name:  "Registering emulators for foreign images (" + strings.Join(names, ", ") + ")",
 		Check: check,
-		Script: `export DEBIAN_FRONTEND=noninteractive
-apt_get() { apt-get -o Dpkg::Use-Pty=0 -q -y "$@" </dev/null; }
-if ! dpkg-query -W -f '${Status}' qemu-user-static 2>/dev/null | grep -q 'ok installed'; then
-  apt_get install --no-install-recommends qemu-user-static || { apt_get update && apt_get install --no-install-recommends qemu-user-static; }
+		Script: aptInstall + `if ! dpkg-query -W -f '${Status}' qemu-user-static 2>/dev/null | grep -q 'ok installed'; then
+  apt_install qemu-user-static
 fi
 systemctl restart systemd-binfmt
 for n in ` + list + `; do
