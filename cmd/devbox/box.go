@@ -101,17 +101,13 @@ func (a *app) boxAddCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			catalog, err := boxes.LoadCatalog(home.CatalogFile())
-			if err != nil {
-				return err
-			}
 			source := args[0]
 			if !boxes.IsName(source) && !strings.Contains(source, "://") {
 				if _, err := os.Stat(source); err != nil {
 					return fmt.Errorf("box %q: %w", source, err)
 				}
 			}
-			box, err := boxes.Resolve(a.ctx, source, sha, boxes.Options{CacheDir: home.BoxCache(), Progress: a.stderr, Catalog: catalog, Arch: arch})
+			box, err := home.ResolveBox(a.ctx, source, sha, arch, a.stderr)
 			if err != nil {
 				return err
 			}

@@ -1,11 +1,15 @@
 package instance
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/devbox-vm/devbox/boxes"
 )
 
 // Home is where devbox keeps state and cache. DEVBOX_HOME puts both under
@@ -45,6 +49,16 @@ func (h Home) InstanceDir(name string) string { return filepath.Join(h.State, "i
 
 // CatalogFile is the user's box catalog, which adds to the built-in one.
 func (h Home) CatalogFile() string { return filepath.Join(h.State, "boxes.yaml") }
+
+// ResolveBox resolves a box source (see boxes.Resolve) into h's cache,
+// with h's catalog, for a guest of arch; progress gets download lines.
+func (h Home) ResolveBox(ctx context.Context, source, sha256hex, arch string, progress io.Writer) (boxes.Box, error) {
+	catalog, err := boxes.LoadCatalog(h.CatalogFile())
+	if err != nil {
+		return boxes.Box{}, err
+	}
+	return boxes.Resolve(ctx, source, sha256hex, boxes.Options{CacheDir: h.BoxCache(), Progress: progress, Catalog: catalog, Arch: arch})
+}
 
 // BoxCache is where downloaded boxes are kept.
 func (h Home) BoxCache() string { return filepath.Join(h.Cache, "boxes") }

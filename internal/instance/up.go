@@ -149,12 +149,7 @@ func (in *Instance) create(ctx context.Context, d vm.Driver) (err error) {
 	cfg := in.Cfg
 	var box boxes.Box
 	if err := in.Status.Step("Resolving box", func() error {
-		catalog, err := boxes.LoadCatalog(in.Home.CatalogFile())
-		if err != nil {
-			return err
-		}
-		box, err = boxes.Resolve(ctx, cfg.Box, cfg.BoxSHA256, boxes.Options{
-			CacheDir: in.Home.BoxCache(), Progress: statusWriter{in.Status}, Catalog: catalog, Arch: cfg.Arch})
+		box, err = in.Home.ResolveBox(ctx, cfg.Box, cfg.BoxSHA256, cfg.Arch, statusWriter{in.Status})
 		return err
 	}); err != nil {
 		return err
