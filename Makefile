@@ -38,7 +38,7 @@ fuzz:
 	GO=$(GO) bash scripts/fuzz.sh FuzzParse ./internal/config/ $(FUZZTIME)
 
 box:
-	bash test/box/build-debian12$(BOX_ARCH).sh $(BOX)
+	bash boxes/build/debian$(if $(BOX_ARCH),$(BOX_ARCH),-amd64).sh $(BOX)
 
 ## box-arm64: the arm64 test box, and Debian's arm64 static busybox for its images.
 ARM64_BOX     := /var/cache/devbox-test/debian12-arm64.qcow2

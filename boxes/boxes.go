@@ -132,6 +132,9 @@ func resolveName(ctx context.Context, name, want string, opts Options) (Box, err
 	if err != nil {
 		return Box{}, fmt.Errorf("box %q: %w", name, err)
 	}
+	if img.built {
+		return cachedBuilt(opts.CacheDir, name, w.hex)
+	}
 	return resolveURL(ctx, img.URL, w, opts)
 }
 

@@ -23,6 +23,8 @@ type Cached struct {
 	Size   int64     `json:"size"`
 	Added  time.Time `json:"added"`
 	Source string    `json:"source,omitempty"` // URL, catalog name or .box file; empty if unknown
+	// Names are the names box build recorded it under ("NAME (ARCH)").
+	Names []string `json:"names,omitempty"`
 }
 
 type meta struct {
@@ -59,6 +61,7 @@ func List(cacheDir string) ([]Cached, error) {
 		if data, err := os.ReadFile(filepath.Join(cacheDir, metaDir, sha+".json")); err == nil && json.Unmarshal(data, &m) == nil {
 			c.Source = m.Source
 		}
+		c.Names = builtNames(cacheDir, sha)
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Added.Before(out[j].Added) })
@@ -83,6 +86,7 @@ func Remove(cacheDir, sha string) error {
 			rm(a)
 		}
 	}
+	removeBuilt(cacheDir, sha, rm)
 	records, _ := filepath.Glob(filepath.Join(cacheDir, importedDir, "*.json"))
 	for _, p := range records {
 		var r record

@@ -24,6 +24,7 @@ var builtinCatalog []byte
 type Image struct {
 	URL    string `yaml:"url"`
 	Digest string `yaml:"digest"` // sha256:HEX or sha512:HEX
+	built  bool   // made by box build: cached under Digest, no URL
 }
 
 // Entry is a box known by name.

@@ -58,7 +58,11 @@ type Spec struct {
 	// CPUModel is the guest CPU: empty picks one for Arch and Accel (the
 	// host's own under kvm/hvf), "host" the host's own, "max" every
 	// feature QEMU has, else a QEMU model name (cortex-a72, Haswell).
-	CPUModel   string
+	CPUModel string
+	// Offline cuts the guest off from everything beyond the VM (the
+	// internet, the host's own ports): QEMU user networking with
+	// restrict=on. The forwarded SSH port, and so all of devbox, works.
+	Offline    bool
 	BoxPath    string // local image the base volume is made from
 	BoxSHA256  string // identifies the base volume: one per box content
 	BoxFormat  string // qcow2 or raw

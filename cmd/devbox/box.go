@@ -24,7 +24,7 @@ func (a *app) boxCommand() *cobra.Command {
 		Short: "The boxes in this devbox home's cache and in libvirt's pool: list, add, remove, prune; package an instance as a box",
 	}
 	cmd.PersistentFlags().StringVar(&a.boxURI, "libvirt-uri", "", "libvirt to look at (default: devbox.yaml's, else "+config.DefaultLibvirtURI()+")")
-	cmd.AddCommand(a.boxListCommand(), a.boxAddCommand(), a.boxRemoveCommand(), a.boxPruneCommand(), a.boxPackageCommand())
+	cmd.AddCommand(a.boxListCommand(), a.boxAddCommand(), a.boxRemoveCommand(), a.boxPruneCommand(), a.boxPackageCommand(), a.boxBuildCommand())
 	return cmd
 }
 

@@ -36,6 +36,7 @@ type Config struct {
 	Arch            string    `yaml:"arch"`
 	Accel           string    `yaml:"accel"`
 	CPUModel        string    `yaml:"cpu_model"`
+	Offline         bool      `yaml:"offline"`
 	LibvirtURI      string    `yaml:"libvirt_uri"`
 	BootTimeoutText string    `yaml:"boot_timeout"`
 	User            User      `yaml:"user"`

@@ -33,15 +33,20 @@ func DefaultHome() (Home, error) {
 	if err != nil {
 		return Home{}, fmt.Errorf("find home folder: %w (hint: set DEVBOX_HOME)", err)
 	}
-	data := os.Getenv("XDG_DATA_HOME")
-	if data == "" {
-		data = filepath.Join(userHome, ".local", "share")
+	h := HomeOf(userHome)
+	if data := os.Getenv("XDG_DATA_HOME"); data != "" {
+		h.State = filepath.Join(data, "devbox")
 	}
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		cache = filepath.Join(userHome, ".cache")
+	if cache := os.Getenv("XDG_CACHE_HOME"); cache != "" {
+		h.Cache = filepath.Join(cache, "devbox")
 	}
-	return Home{State: filepath.Join(data, "devbox"), Cache: filepath.Join(cache, "devbox")}, nil
+	return h, nil
+}
+
+// HomeOf is the default devbox home of a user whose home folder is
+// userHome (the XDG defaults, without the environment's overrides).
+func HomeOf(userHome string) Home {
+	return Home{State: filepath.Join(userHome, ".local", "share", "devbox"), Cache: filepath.Join(userHome, ".cache", "devbox")}
 }
 
 // InstanceDir is the folder of one instance's keys and logs.
@@ -51,13 +56,14 @@ func (h Home) InstanceDir(name string) string { return filepath.Join(h.State, "i
 func (h Home) CatalogFile() string { return filepath.Join(h.State, "boxes.yaml") }
 
 // ResolveBox resolves a box source (see boxes.Resolve) into h's cache,
-// with h's catalog, for a guest of arch; progress gets download lines.
+// with h's catalog and the boxes built here, for a guest of arch; progress
+// gets download lines.
 func (h Home) ResolveBox(ctx context.Context, source, sha256hex, arch string, progress io.Writer) (boxes.Box, error) {
 	catalog, err := boxes.LoadCatalog(h.CatalogFile())
 	if err != nil {
 		return boxes.Box{}, err
 	}
-	return boxes.Resolve(ctx, source, sha256hex, boxes.Options{CacheDir: h.BoxCache(), Progress: progress, Catalog: catalog, Arch: arch})
+	return boxes.Resolve(ctx, source, sha256hex, boxes.Options{CacheDir: h.BoxCache(), Progress: progress, Catalog: catalog.WithBuilt(h.BoxCache()), Arch: arch})
 }
 
 // BoxCache is where downloaded boxes are kept.

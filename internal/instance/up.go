@@ -226,6 +226,7 @@ func (in *Instance) create(ctx context.Context, d vm.Driver) (err error) {
 			Arch:       cfg.Arch,
 			Accel:      accel,
 			CPUModel:   cfg.CPUModel,
+			Offline:    cfg.Offline,
 			BoxPath:    box.Path,
 			BoxSHA256:  box.SHA256,
 			BoxFormat:  box.Format,

@@ -2,6 +2,7 @@ package libvirt
 
 import (
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -193,6 +194,27 @@ func TestInspectReadsArch(t *testing.T) {
 		info, err := d.Inspect(t.Context(), name)
 		if err != nil || info.Arch != want {
 			t.Errorf("Inspect(%s).Arch = %q, %v; want %s", name, info.Arch, err, want)
+		}
+	}
+}
+
+func TestOfflineRestrictsUserNet(t *testing.T) {
+	for _, offline := range []bool{false, true} {
+		s := archSpec("x86_64", "tcg")
+		s.Offline = offline
+		out, err := RenderDomain(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		netdev := regexp.MustCompile(`value='(user,id=devboxnet0[^']*)'`).FindStringSubmatch(string(out))
+		if netdev == nil {
+			t.Fatalf("no user netdev:\n%s", out)
+		}
+		if got := strings.Contains(netdev[1], ",restrict=on,"); got != offline {
+			t.Errorf("offline %v: netdev %s", offline, netdev[1])
+		}
+		if !strings.Contains(netdev[1], "hostfwd=tcp:127.0.0.1:") {
+			t.Errorf("offline %v: the SSH forward is gone: %s", offline, netdev[1])
 		}
 	}
 }

@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
-# build-debian12.sh OUTPUT.qcow2
+# debian-amd64.sh OUTPUT.qcow2
 #
-# Builds a small bootable Debian 12 (bookworm) "cloud image" test box from
-# Debian's own packages (debootstrap + extlinux), for devbox's VM tests.
+# Builds a small bootable Debian (bookworm by default) "cloud image" box
+# from Debian's own packages (debootstrap + extlinux): devbox's test box, and
+# what `devbox box build` runs (with BOX_ENGINE=docker, the engine baked in).
 # See README.md next to this script. Must run as root.
 #
 # Cache: OUTPUT is only rebuilt when it is missing or when OUTPUT.stamp does
-# not hold the sha256 of this script, lib.sh and the APT sources it bakes
-# into the guest. The image is built in a temp dir next to OUTPUT and renamed
+# not hold the sha256 of this script, lib.sh, the APT sources it bakes
+# into the guest and the engine. The image is built in a temp dir next to OUTPUT and renamed
 # into place at the end, so a half-built box never looks complete.
 #
-# Mirror: the host's own APT sources for Debian bookworm (main) are used for
-# debootstrap and written into the guest (bookworm, -updates, -security, as
+# Mirror: the host's own APT sources for the Debian suite (main) are used for
+# debootstrap and written into the guest (the suite, -updates, -security, as
 # far as the host has them). See lib.sh.
 #
-# Optional environment:
-#   DEBIAN_MIRROR          Debian archive to use instead of the host's bookworm one
+# Optional environment (and BOX_SUITE, BOX_ENGINE, DEBIAN_MIRROR: see lib.sh):
 #   DEBOOTSTRAP_CACHE_DIR  keep downloaded .debs here (speeds up rebuilds)
 #   BOX_DISK_SIZE          raw disk size in MiB, default 3072
 set -euo pipefail
@@ -24,10 +24,9 @@ set -euo pipefail
 
 OUT=$(realpath -m -- "$1")
 SELF=$(readlink -f -- "${BASH_SOURCE[0]}")
-BOX_NAME=build-debian12
-# shellcheck source=test/box/lib.sh
+BOX_NAME=box-debian-amd64
+# shellcheck source=boxes/build/lib.sh
 . "$(dirname "$SELF")/lib.sh"
-SUITE=bookworm
 box_start
 
 DISK_MIB=${BOX_DISK_SIZE:-3072}
@@ -65,6 +64,7 @@ log "debootstrap done ($((SECONDS - T0))s)"
 
 # ---------------------------------------------------------------- configure
 box_configure
+box_engine
 
 # initramfs: virtio disk + PCI must be in it (no AHCI/SATA in the cloud kernel).
 box_initramfs virtio_pci virtio_blk ext4

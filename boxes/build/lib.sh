@@ -1,12 +1,19 @@
 # shellcheck shell=bash
-# lib.sh: sourced by build-debian12.sh and build-debian12-arm64.sh (not run
-# on its own). What the two test boxes share: logging, the Debian mirror
+# lib.sh: sourced by debian-amd64.sh and debian-arm64.sh (not run on its
+# own), which `devbox box build` and `make box` run. What the two share: logging, the Debian mirror
 # (taken from the host's APT sources, or DEBIAN_MIRROR), the guest's APT
 # sources written from it, the build directory and its cleanup, debootstrap,
 # the guest configuration, the initramfs check, the final clean-up of the
 # tree and the qcow2 at the end. The scripts' stamps hash this file too.
-# The caller sets BOX_NAME (log prefix), SELF (its own path), OUT and SUITE
-# first, then calls box_start.
+# The caller sets BOX_NAME (log prefix), SELF (its own path) and OUT first,
+# then calls box_start.
+#
+# Environment (both scripts):
+#   BOX_SUITE        Debian suite to build: bookworm (default) or trixie
+#   BOX_ENGINE       none (default) or docker: bake the Docker engine and
+#                    sshfs in, so devbox provisioning installs nothing
+#   BOX_STAMP_ONLY   1: print the stamp of these inputs and exit
+#   DEBIAN_MIRROR    Debian archive instead of the host's entry for the suite
 # shellcheck disable=SC2034 # MNT, RAW, KVER, ...: used by the build scripts
 
 log() { printf '[%s %s] %s\n' "$BOX_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
@@ -47,10 +54,15 @@ deb $security $suite-security main"
   fi
 }
 
-# box_stamp: sets STAMP_WANT (the calling script, this file and the guest's
-# APT sources) and exits 0 if OUT is already built from exactly that.
+# box_stamp: sets STAMP_WANT (the calling script, this file, the guest's
+# APT sources and the engine) and exits 0 if OUT is already built from
+# exactly that (or, with BOX_STAMP_ONLY=1, prints it and exits 0).
 box_stamp() {
-  STAMP_WANT=$({ cat "$SELF" "$BOX_LIB"; printf '%s\n' "$GUEST_SOURCES"; } | sha256sum | cut -d' ' -f1)
+  STAMP_WANT=$({ cat "$SELF" "$BOX_LIB"; printf '%s\n' "$GUEST_SOURCES" "engine=$BOX_ENGINE"; } | sha256sum | cut -d' ' -f1)
+  if [[ ${BOX_STAMP_ONLY:-} == 1 ]]; then
+    echo "$STAMP_WANT"
+    exit 0
+  fi
   if [[ -s $OUT && -f $OUT.stamp && "$(cat "$OUT.stamp")" == "$STAMP_WANT" ]]; then
     log "up to date: $OUT (stamp $STAMP_WANT)"
     exit 0
@@ -60,6 +72,10 @@ box_stamp() {
 # box_start: the mirror and the guest's APT sources, the cache check (exits 0
 # when OUT is up to date), then the build needs root.
 box_start() {
+  SUITE=${BOX_SUITE:-bookworm}
+  BOX_ENGINE=${BOX_ENGINE:-none}
+  case $SUITE in bookworm|trixie) ;; *) die "BOX_SUITE=$SUITE: this builder makes bookworm or trixie" ;; esac
+  case $BOX_ENGINE in none|docker) ;; *) die "BOX_ENGINE=$BOX_ENGINE: want none or docker" ;; esac
   box_sources "$SUITE"
   box_stamp
   [[ $EUID -eq 0 ]] || die "must run as root"
@@ -151,7 +167,7 @@ EOF
 
   # cloud-init: NoCloud seed (cidata) or nothing; keep our apt sources.
   cat >"$ROOT/etc/cloud/cloud.cfg.d/90-devbox-box.cfg" <<EOF
-# devbox test box (test/box/$(basename "$SELF"))
+# devbox box (boxes/build/$(basename "$SELF"), engine $BOX_ENGINE)
 datasource_list: [NoCloud, None]
 apt:
   preserve_sources_list: true
@@ -209,8 +225,49 @@ box_initramfs() {
   done
 }
 
+# box_engine: with BOX_ENGINE=docker, what devbox provisioning would
+# install (the distribution's docker.io with apparmor, sshfs for shared
+# folders), installed from the guest's own APT sources, so `devbox up`
+# finds it all and installs nothing. No service starts in the chroot
+# (policy-rc.d); docker is enabled for the guest's first boot.
+box_engine() {
+  [[ $BOX_ENGINE == docker ]] || return 0
+  log "installing the Docker engine and sshfs"
+  printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+  chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
+  # box_configure removed the build host's resolv.conf; apt needs it here.
+  cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+  if ! { in_root apt-get -q update &&
+         in_root apt-get -q -y -o Dpkg::Use-Pty=0 install --no-install-recommends docker.io apparmor ca-certificates sshfs; } \
+       >"$WORK/engine.log" 2>&1; then
+    tail -n 40 "$WORK/engine.log" >&2
+    die "installing the engine failed"
+  fi
+  rm -f "$ROOT/usr/sbin/policy-rc.d" "$ROOT/etc/resolv.conf"
+  in_root systemctl enable docker.service containerd.service >/dev/null 2>&1 || die "cannot enable docker.service"
+  in_root dockerd --version >&2
+}
+
+# box_manifest: what went into the box, for its metadata: the inputs, the
+# Date of each archive's Release file (the archive's state the packages came
+# from; empty if the lists are gone) and every installed package with its
+# version, sorted. Written to $WORK/manifest; box_qcow2 puts it beside OUT.
+box_manifest() {
+  local f
+  {
+    printf 'suite %s\narch %s\nengine %s\nmirror %s\n' "$SUITE" "$(in_root dpkg --print-architecture)" "$BOX_ENGINE" "$MIRROR"
+    for f in "$ROOT"/var/lib/apt/lists/*_InRelease "$ROOT"/var/lib/apt/lists/*_Release; do
+      [[ -f $f ]] || continue
+      printf 'archive %s %s\n' "$(awk '/^Codename:/ { print $2; exit }' "$f")" "$(awk -F': ' '/^Date:/ { print $2; exit }' "$f" | tr ' ' '_')"
+    done
+    in_root dpkg-query -W -f '${db:Status-Abbrev} ${Package} ${Version} ${Architecture}\n' |
+      awk '$1 == "ii" { print "package", $2, $3, $4 }' | LC_ALL=C sort
+  } >"$WORK/manifest"
+}
+
 # box_clean: machine identity, logs, caches, docs; unmounts proc/sys/dev.
 box_clean() {
+  box_manifest
   : >"$ROOT/etc/machine-id"
   rm -f "$ROOT/var/lib/dbus/machine-id"
   in_root apt-get clean
@@ -229,14 +286,17 @@ box_clean() {
   log "configured ($((SECONDS - T0))s)"
 }
 
-# box_qcow2: RAW to a compressed qcow2 renamed onto OUT, then the stamp.
+# box_qcow2: RAW to a compressed qcow2 renamed onto OUT, then its manifest
+# (OUT.manifest) and the stamp.
 box_qcow2() {
   log "converting to compressed qcow2"
   TMP_OUT=$(mktemp "$(dirname "$OUT")/.$(basename "$OUT").XXXXXX")
   qemu-img convert -c -O qcow2 "$RAW" "$TMP_OUT"
   chmod 0644 "$TMP_OUT"
   echo "$STAMP_WANT" >"$TMP_OUT.stamp"
+  rm -f "$OUT.stamp"
   mv -f "$TMP_OUT" "$OUT"
+  mv -f "$WORK/manifest" "$OUT.manifest"
   mv -f "$TMP_OUT.stamp" "$OUT.stamp"
   TMP_OUT=
   log "done in $((SECONDS - T0))s: $OUT ($(du -h "$OUT" | cut -f1), kernel $KVER)"

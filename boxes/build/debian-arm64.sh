@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# build-debian12-arm64.sh OUTPUT.qcow2
+# debian-arm64.sh OUTPUT.qcow2
 #
-# The arm64 twin of build-debian12.sh: a small bootable Debian 12 (bookworm)
-# "cloud image" test box for arm64 (aarch64) guests, from Debian's own
+# The arm64 twin of debian-amd64.sh: a small bootable Debian (bookworm by
+# default) "cloud image" box for arm64 (aarch64) guests, from Debian's own
 # packages (debootstrap --arch arm64 through qemu-user-static, GRUB on an EFI
 # system partition). See README.md next to this script. Must run as root.
 #
@@ -13,16 +13,15 @@
 # the PL011 UART of QEMU's "virt" machine).
 #
 # Cache: OUTPUT is only rebuilt when it is missing or when OUTPUT.stamp does
-# not hold the sha256 of this script, lib.sh and the APT sources it bakes
-# into the guest. The image is built in a temp dir next to OUTPUT and renamed
+# not hold the sha256 of this script, lib.sh, the APT sources it bakes
+# into the guest and the engine. The image is built in a temp dir next to OUTPUT and renamed
 # into place at the end, so a half-built box never looks complete.
 #
-# Mirror: the host's own APT sources for Debian bookworm (main) are used for
-# debootstrap and written into the guest (bookworm, -updates, -security, as
+# Mirror: the host's own APT sources for the Debian suite (main) are used for
+# debootstrap and written into the guest (the suite, -updates, -security, as
 # far as the host has them). See lib.sh.
 #
-# Optional environment:
-#   DEBIAN_MIRROR          Debian archive to use instead of the host's bookworm one
+# Optional environment (and BOX_SUITE, BOX_ENGINE, DEBIAN_MIRROR: see lib.sh):
 #   DEBOOTSTRAP_CACHE_DIR  keep downloaded .debs here (speeds up rebuilds)
 #   BOX_DISK_SIZE          raw disk size in MiB, default 3072
 set -euo pipefail
@@ -31,10 +30,9 @@ set -euo pipefail
 
 OUT=$(realpath -m -- "$1")
 SELF=$(readlink -f -- "${BASH_SOURCE[0]}")
-BOX_NAME=build-debian12-arm64
-# shellcheck source=test/box/lib.sh
+BOX_NAME=box-debian-arm64
+# shellcheck source=boxes/build/lib.sh
 . "$(dirname "$SELF")/lib.sh"
-SUITE=bookworm
 box_start
 
 DISK_MIB=${BOX_DISK_SIZE:-3072}
@@ -101,6 +99,7 @@ log "debootstrap done ($((SECONDS - T0))s)"
 
 # ---------------------------------------------------------------- configure
 box_configure
+box_engine
 
 # initramfs: virtio disk on PCI (libvirt, QEMU -M virt) or MMIO, and ext4.
 box_initramfs virtio_pci virtio_mmio virtio_blk ext4
