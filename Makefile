@@ -8,7 +8,7 @@ BIN     := bin/devbox
 # How long make fuzz (part of make test) fuzzes the config parser.
 FUZZTIME ?= 20s
 
-.PHONY: build test test-unit lint cross fuzz test-e2e test-arm64 box box-arm64 bench demo clean
+.PHONY: build test test-unit lint cross fuzz test-e2e test-arm64 box box-arm64 box-baked bench demo clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/devbox
@@ -47,8 +47,13 @@ box-arm64:
 	$(MAKE) box ARCH=arm64
 	bash test/box/fetch-busybox.sh arm64 $(BUSYBOX_ARM64)
 
-E2E_ENV = DEVBOX_E2E_BOX=$(BOX) DEVBOX_E2E_BOX_ARM64=$(ARM64_BOX) DEVBOX_E2E_BUSYBOX_ARM64=$(BUSYBOX_ARM64)
-test-e2e: box box-arm64
+## box-baked: the x86_64 box with the Docker engine baked in, made by devbox box build (cached by its inputs).
+BAKED_BOX := /var/cache/devbox-test/debian12-docker.qcow2
+box-baked: build
+	$(BIN) box build debian-12 --arch x86_64 --engine docker --output $(BAKED_BOX)
+
+E2E_ENV = DEVBOX_E2E_BOX=$(BOX) DEVBOX_E2E_BOX_BAKED=$(BAKED_BOX) DEVBOX_E2E_BOX_ARM64=$(ARM64_BOX) DEVBOX_E2E_BUSYBOX_ARM64=$(BUSYBOX_ARM64)
+test-e2e: box box-arm64 box-baked
 	$(E2E_ENV) $(GO) test -tags e2e -count=1 -v -timeout 80m ./test/e2e/
 
 ## test-arm64: only the aarch64 guest (engine, arm64 and amd64 images).
@@ -56,7 +61,7 @@ test-arm64: box box-arm64
 	$(E2E_ENV) $(GO) test -tags e2e -count=1 -v -timeout 60m -run TestArm64 ./test/e2e/
 
 ## bench: timings against OpenSSH on the same guest, in one run.
-bench: box box-arm64
+bench: box box-arm64 box-baked
 	$(E2E_ENV) $(GO) test -tags e2e -count=1 -v -timeout 60m -run '^$$' -bench . -benchtime 1x ./test/e2e/
 
 ## demo: a VM with Docker up on this machine, from nothing (run as root).

@@ -125,6 +125,12 @@ provision:
 		t.Errorf("step did not run: %s", r)
 	}
 
+	t.Run("the guest reaches the host's loopback (offline is off)", func(t *testing.T) {
+		// The control for TestBakedBoxOffline's check that it cannot.
+		if reached, accepted := guestReachesHost(t, e); !reached || accepted == 0 {
+			t.Errorf("guest could not connect to 10.0.2.2 (reached=%v, host accepted %d)", reached, accepted)
+		}
+	})
 	t.Run("ssh runs as the docker-group user", func(t *testing.T) {
 		r := e.ok(time.Minute, "ssh", "--", "id")
 		contains(t, "id", r.stdout, "(dev)", "(docker)")
