@@ -122,8 +122,8 @@ func (a *app) boxAddCommand() *cobra.Command {
 
 func (a *app) boxRemoveCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "remove SHA256...",
-		Short: "Remove boxes (cached image and base volume) by the start of their sha256; refused while an instance uses one",
+		Use:   "remove SHA256|NAME...",
+		Short: "Remove boxes (cached image and base volume) by the start of their sha256 or the name box build gave them; refused while an instance uses one",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withBoxes(func(home instance.Home, d vm.Driver) error {

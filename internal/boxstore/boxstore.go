@@ -22,6 +22,7 @@ import (
 type Box struct {
 	SHA256    string    `json:"sha256"` // full when cached, else the base volume's 16-digit prefix
 	Source    string    `json:"source,omitempty"`
+	Names     []string  `json:"names,omitempty"` // what box build named it ("NAME (ARCH)")
 	Size      int64     `json:"size"`
 	Added     time.Time `json:"added,omitzero"`
 	Cached    bool      `json:"cached"`     // an image in this home's cache
@@ -49,7 +50,7 @@ func List(ctx context.Context, home instance.Home, d vm.Driver) ([]Box, error) {
 	byPrefix := map[string]*Box{}
 	var out []*Box
 	for _, c := range cached {
-		b := &Box{SHA256: c.SHA256, Source: c.Source, Size: c.Size, Added: c.Added, Cached: true, Path: c.Path}
+		b := &Box{SHA256: c.SHA256, Source: c.Source, Names: c.Names, Size: c.Size, Added: c.Added, Cached: true, Path: c.Path}
 		byPrefix[c.SHA256[:16]] = b
 		out = append(out, b)
 	}
@@ -82,8 +83,23 @@ func List(ctx context.Context, home instance.Home, d vm.Driver) ([]Box, error) {
 	return res, nil
 }
 
-// Find is the box whose sha256 starts with prefix (at least 8 digits).
+// Find is the box box build named name, else the one whose sha256 starts
+// with prefix (at least 8 digits).
 func Find(list []Box, prefix string) (Box, error) {
+	var named []Box
+	for _, b := range list {
+		for _, n := range b.Names {
+			if name, _, _ := strings.Cut(n, " "); name == prefix {
+				named = append(named, b)
+				break
+			}
+		}
+	}
+	if len(named) == 1 {
+		return named[0], nil
+	} else if len(named) > 1 {
+		return Box{}, fmt.Errorf("box %s: built for more than one arch (give the sha256, see devbox box list)", prefix)
+	}
 	prefix = strings.ToLower(strings.TrimPrefix(prefix, "sha256:"))
 	if len(prefix) < 8 {
 		return Box{}, fmt.Errorf("box %q: give at least 8 digits of its sha256 (see devbox box list)", prefix)
@@ -132,7 +148,8 @@ func Remove(ctx context.Context, home instance.Home, d vm.Driver, b Box) error {
 }
 
 // Prune removes what no instance uses, at each level: a cached image no
-// instance of this home was made from, and a base volume no volume in the
+// instance of this home was made from (except the boxes box build named:
+// like tagged images, they go only with box remove), and a base volume no volume in the
 // pool backs onto (an instance of another home may use a base this home
 // no longer needs) unless it was written within keepRecent (another
 // devbox may be uploading it). It reports each box it removed something
@@ -144,7 +161,7 @@ func Prune(ctx context.Context, home instance.Home, d vm.Driver, keepRecent time
 	}
 	var errs *multierror.Error
 	for _, b := range list {
-		cache := b.Cached && len(b.Instances) == 0
+		cache := b.Cached && len(b.Instances) == 0 && len(b.Names) == 0
 		base := b.InPool && b.PoolUsers == 0 && time.Since(b.Modified) >= keepRecent
 		if !cache && !base {
 			continue
