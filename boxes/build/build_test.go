@@ -81,6 +81,11 @@ func TestStampFollowsInputs(t *testing.T) {
 		return s
 	}
 	a, b := stamp(o), stamp(o)
+	noOut := o
+	noOut.Out = ""
+	if got := stamp(noOut); got != a {
+		t.Errorf("the stamp depends on the output path: %s vs %s", got, a)
+	}
 	none := o
 	none.Engine = "none"
 	other := o

@@ -16,6 +16,9 @@ import (
 // sources, the engine): a box built with the same stamp needs no rebuild.
 // It asks the host's APT sources, so it runs the script (as any user).
 func Stamp(ctx context.Context, o Options) (string, error) {
+	if o.Out == "" {
+		o.Out = "box.qcow2" // the script wants one; it writes nothing here
+	}
 	var out, errOut bytes.Buffer
 	err := run(ctx, o, []string{"BOX_STAMP_ONLY=1"}, &out, &errOut)
 	if err != nil {
