@@ -7,7 +7,7 @@
 # cloud-init done, root grown, default route, apt-get update, systemd state,
 # `systemctl poweroff` ends QEMU; then boots again and checks that the ACPI
 # power button (QEMU system_powerdown) ends QEMU too.
-# arm64 (the box from build-debian12-arm64.sh): QEMU's "virt" machine with
+# arm64 (the box from boxes/build/debian-arm64.sh): QEMU's "virt" machine with
 # UEFI firmware, deadlines three times as long (aarch64 under TCG is slower).
 # Needs: qemu-system-x86 qemu-utils genisoimage openssh-client python3;
 # for arm64 also qemu-system-arm qemu-efi-aarch64.
