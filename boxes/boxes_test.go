@@ -585,3 +585,33 @@ func TestResumeOfACompletePartial(t *testing.T) {
 		t.Errorf("partial file after a 404: %v", err)
 	}
 }
+
+// barWriter is a terminal's progress writer: it keeps the last update.
+type barWriter struct {
+	bytes.Buffer
+	updates []string
+}
+
+func (w *barWriter) Update(text string) { w.updates = append(w.updates, text) }
+func (w *barWriter) Redraws() bool      { return true }
+
+// TestProgressBarOnATerminal: an Updater that redraws gets the first line
+// and a bar with size, rate and time left in place; only the final line
+// is written as a line.
+func TestProgressBarOnATerminal(t *testing.T) {
+	var w barWriter
+	p := newProgress(&w, "https://x/box.img", 0, 4<<20)
+	p.start = p.start.Add(-2 * time.Second) // a rate to report
+	p.last = p.last.Add(-time.Second)
+	p.Write(make([]byte, 1<<20))
+	p.done()
+	if len(w.updates) != 2 || w.updates[0] != "downloading the box (4.0 MiB)" {
+		t.Fatalf("updates = %q", w.updates)
+	}
+	if want := "[######..................] 1.0 MiB / 4.0 MiB (25%), "; !strings.HasPrefix(w.updates[1], want) || !strings.Contains(w.updates[1], " left") {
+		t.Errorf("bar = %q, want it to start %q and say the time left", w.updates[1], want)
+	}
+	if got := w.String(); !strings.HasPrefix(got, "downloaded 1.0 MiB in ") || strings.Count(got, "\n") != 1 {
+		t.Errorf("lines written = %q", got)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -369,10 +370,22 @@ func samePath(f *os.File, path string) bool {
 // progressInterval bounds how often progress lines are written.
 const progressInterval = 500 * time.Millisecond
 
-// progress writes human download progress lines to w (if non-nil) as bytes
-// pass through Write.
+// redrawInterval is how often a bar redrawn in place is updated.
+const redrawInterval = 100 * time.Millisecond
+
+// Updater is a progress writer that can show a line in place (a terminal):
+// Options.Progress may implement it to get a redrawn bar instead of lines.
+type Updater interface {
+	Update(text string)
+	Redraws() bool
+}
+
+// progress writes human download progress to w (if non-nil) as bytes
+// pass through Write: lines, or a bar redrawn in place when w is an
+// Updater on a terminal.
 type progress struct {
 	w     io.Writer
+	bar   Updater // nil: plain lines
 	url   string
 	total int64 // -1 if unknown
 	from  int64 // bytes already there when it started (a resumed download)
@@ -386,17 +399,28 @@ type progress struct {
 func newProgress(w io.Writer, url string, from, total int64) *progress {
 	p := &progress{w: w, url: url, total: total, from: from, n: from, start: time.Now()}
 	p.last = p.start
-	if w != nil {
-		switch {
-		case from > 0 && total > 0:
-			fmt.Fprintf(w, "resuming download of %s at %s of %s\n", url, humanBytes(from), humanBytes(total))
-		case from > 0:
-			fmt.Fprintf(w, "resuming download of %s at %s\n", url, humanBytes(from))
-		case total >= 0:
-			fmt.Fprintf(w, "downloading %s (%s)\n", url, humanBytes(total))
-		default:
-			fmt.Fprintf(w, "downloading %s\n", url)
-		}
+	if u, ok := w.(Updater); ok && u.Redraws() {
+		p.bar = u
+	}
+	// On a redrawn line the step already names the box: keep the line short.
+	if p.bar != nil {
+		url = "the box"
+	}
+	var first string
+	switch {
+	case from > 0 && total > 0:
+		first = fmt.Sprintf("resuming download of %s at %s of %s", url, humanBytes(from), humanBytes(total))
+	case from > 0:
+		first = fmt.Sprintf("resuming download of %s at %s", url, humanBytes(from))
+	case total >= 0:
+		first = fmt.Sprintf("downloading %s (%s)", url, humanBytes(total))
+	default:
+		first = fmt.Sprintf("downloading %s", url)
+	}
+	if p.bar != nil {
+		p.bar.Update(first)
+	} else if w != nil {
+		fmt.Fprintln(w, first)
 	}
 	return p
 }
@@ -406,20 +430,40 @@ func (p *progress) Write(b []byte) (int, error) {
 	if p.w == nil {
 		return len(b), nil
 	}
-	if now := time.Now(); now.Sub(p.last) >= progressInterval {
+	every := progressInterval
+	if p.bar != nil {
+		every = redrawInterval
+	}
+	if now := time.Now(); now.Sub(p.last) >= every {
 		p.last = now
-		line := humanBytes(p.n)
-		rate := p.rate(now)
-		if p.total > 0 {
-			line += fmt.Sprintf(" / %s (%d%%)", humanBytes(p.total), p.n*100/p.total)
+		if p.bar != nil {
+			p.bar.Update(p.status(now, true))
+		} else {
+			fmt.Fprintf(p.w, "  %s\n", p.status(now, false))
 		}
-		line += fmt.Sprintf(", %s/s", humanBytes(rate))
-		if p.total > 0 && rate > 0 {
-			line += fmt.Sprintf(", %s left", (time.Duration((p.total-p.n)/rate) * time.Second).String())
-		}
-		fmt.Fprintf(p.w, "  %s\n", line)
 	}
 	return len(b), nil
+}
+
+// status is the progress so far: size, share, rate and time left, after
+// a bar of the share when bar is set and the total is known.
+func (p *progress) status(now time.Time, bar bool) string {
+	line := humanBytes(p.n)
+	rate := p.rate(now)
+	if p.total > 0 {
+		pct := p.n * 100 / p.total
+		line += fmt.Sprintf(" / %s (%d%%)", humanBytes(p.total), pct)
+		if bar {
+			const width = 24
+			filled := int(min(pct, 100) * width / 100)
+			line = "[" + strings.Repeat("#", filled) + strings.Repeat(".", width-filled) + "] " + line
+		}
+	}
+	line += fmt.Sprintf(", %s/s", humanBytes(rate))
+	if p.total > 0 && rate > 0 {
+		line += fmt.Sprintf(", %s left", (time.Duration((p.total-p.n)/rate) * time.Second).String())
+	}
+	return line
 }
 
 // done writes the final line.

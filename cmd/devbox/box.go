@@ -13,6 +13,7 @@ import (
 
 	"github.com/devbox-vm/devbox/boxes"
 	"github.com/devbox-vm/devbox/internal/boxstore"
+	"github.com/devbox-vm/devbox/internal/cli"
 	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/internal/instance"
 	"github.com/devbox-vm/devbox/vm"
@@ -107,8 +108,13 @@ func (a *app) boxAddCommand() *cobra.Command {
 					return fmt.Errorf("box %q: %w", source, err)
 				}
 			}
-			box, err := home.ResolveBox(a.ctx, source, sha, arch, a.stderr)
-			if err != nil {
+			// On a terminal the download is a bar redrawn on the step's line.
+			st := cli.NewStatus(a.stderr)
+			var box boxes.Box
+			if err := st.Step("Adding box "+source, func() (err error) {
+				box, err = home.ResolveBox(a.ctx, source, sha, arch, st.Writer())
+				return err
+			}); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "%s\t%s\t%s\n", box.SHA256, mib(box.Size), box.Path)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -86,6 +87,39 @@ func (s *Status) Warnf(format string, args ...any) {
 	defer s.mu.Unlock()
 	s.closeLine()
 	fmt.Fprintf(s.w, " ! WARNING: "+format+"\n", args...)
+}
+
+// Update shows the progress of the step under way: on a terminal it
+// rewrites the step's line in place; elsewhere it prints a note (the
+// caller decides how often).
+func (s *Status) Update(text string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tty && s.open != "" {
+		fmt.Fprintf(s.w, "\r\033[K • %s ... %s", s.open, text)
+		return
+	}
+	s.closeLine()
+	fmt.Fprintf(s.w, "   %s\n", text)
+}
+
+// Redraws reports whether Update rewrites a line in place (a terminal),
+// so a caller can update often and draw a bar.
+func (s *Status) Redraws() bool { return s.tty }
+
+// Writer turns the lines written to it into notes, and offers Update and
+// Redraws to progress reporters that look for them (boxes' downloads).
+func (s *Status) Writer() io.Writer { return statusWriter{s} }
+
+type statusWriter struct{ *Status }
+
+func (w statusWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		if strings.TrimSpace(line) != "" {
+			w.Infof("%s", strings.TrimSpace(line))
+		}
+	}
+	return len(p), nil
 }
 
 func (s *Status) closeLine() {

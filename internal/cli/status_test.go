@@ -26,3 +26,20 @@ func TestRound(t *testing.T) {
 		t.Errorf("Round = %s", got)
 	}
 }
+
+// TestUpdateOffATerminal: progress updates become notes, and the writer
+// turns lines into notes (a terminal's in-place redraw needs a TTY).
+func TestUpdateOffATerminal(t *testing.T) {
+	var b bytes.Buffer
+	s := NewStatus(&b)
+	s.Start("Downloading")
+	s.Update("50%")
+	s.Writer().Write([]byte("one\n\ntwo\n"))
+	if s.Redraws() {
+		t.Error("a buffer taken for a terminal")
+	}
+	want := " • Downloading ...\n   50%\n   one\n   two\n"
+	if b.String() != want {
+		t.Errorf("got %q, want %q", b.String(), want)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/devbox-vm/devbox/boxes"
@@ -149,7 +148,7 @@ func (in *Instance) create(ctx context.Context, d vm.Driver) (err error) {
 	cfg := in.Cfg
 	var box boxes.Box
 	if err := in.Status.Step("Resolving box", func() error {
-		box, err = in.Home.ResolveBox(ctx, cfg.Box, cfg.BoxSHA256, cfg.Arch, statusWriter{in.Status})
+		box, err = in.Home.ResolveBox(ctx, cfg.Box, cfg.BoxSHA256, cfg.Arch, in.Status.Writer())
 		return err
 	}); err != nil {
 		return err
@@ -339,16 +338,3 @@ func (in *Instance) Provision(ctx context.Context) error {
 	return in.provision(ctx, c, ProvisionForce)
 }
 
-// statusWriter turns progress lines written to it into status notes.
-type statusWriter struct {
-	s interface{ Infof(string, ...any) }
-}
-
-func (w statusWriter) Write(p []byte) (int, error) {
-	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		if strings.TrimSpace(line) != "" {
-			w.s.Infof("%s", strings.TrimSpace(line))
-		}
-	}
-	return len(p), nil
-}
