@@ -264,6 +264,9 @@ func (in *Instance) waitSSH(ctx context.Context, d vm.Driver, info vm.Info) (*ss
 	default:
 	}
 	hint := fmt.Sprintf("see the console log %s", in.ConsoleLog())
+	if why := bootDiagnosis(in.ConsoleLog(), in.Cfg.Arch); why != "" {
+		hint = why + "; " + hint
+	}
 	if info.Accel == "kvm" || info.Accel == "hvf" {
 		hint += fmt.Sprintf("; accel %s was chosen: if this host's %s cannot boot the guest, set accel: tcg in devbox.yaml (or DEVBOX_ACCEL=tcg)", info.Accel, info.Accel)
 	}

@@ -69,7 +69,8 @@ func TestSSHNeverUp(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("want exit 1:\n%s", r)
 	}
-	contains(t, "error", r.stderr, "did not answer within boot_timeout 15s", "console log", filepath.Join(e.home, "instances", "noboot", "console.log"))
+	contains(t, "error", r.stderr, "did not answer within boot_timeout 15s", "console log", filepath.Join(e.home, "instances", "noboot", "console.log"),
+		"no Linux kernel starting: the box may be for another arch than x86_64")
 	if st := e.status(); st.State != "running" && st.State != "stopped" {
 		t.Errorf("instance not kept for inspection: %+v", st)
 	}
