@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -45,6 +46,15 @@ func resolveURL(ctx context.Context, rawURL string, want wanted, opts Options) (
 	}
 	sweepTemps(dir)
 	return download(ctx, rawURL, dir, want, opts)
+}
+
+// diskFull is a clear error for err when it says the cache's disk is
+// full (what was written is removed by the caller), else nil.
+func diskFull(err error, dir string) error {
+	if !errors.Is(err, syscall.ENOSPC) {
+		return nil
+	}
+	return fmt.Errorf("the disk holding the box cache %s is full: %w (hint: free space there (devbox box prune), or set DEVBOX_HOME to a folder on a bigger disk; nothing of this box was kept)", dir, err)
 }
 
 // readAlias is the sha256 a sha512 digest was cached under, or "".
@@ -161,11 +171,17 @@ func download(ctx context.Context, rawURL, dir string, want wanted, opts Options
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
+		if full := diskFull(err, dir); full != nil {
+			return Box{}, fmt.Errorf("download %q: %w", rawURL, full) // the partial goes: the disk is full
+		}
 		keep = true
 		return Box{}, fmt.Errorf("download %q: cut short after %s: %w (hint: run it again to resume)", rawURL, humanBytes(have+n), err)
 	}
 	prog.done()
 	if err = f.Sync(); err != nil {
+		if full := diskFull(err, dir); full != nil {
+			return Box{}, fmt.Errorf("download %q: %w", rawURL, full)
+		}
 		return Box{}, fmt.Errorf("box cache: %w", err)
 	}
 

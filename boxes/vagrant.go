@@ -139,6 +139,9 @@ func importVagrant(ctx context.Context, abs string, fi fs.FileInfo, want string,
 				if ctx.Err() != nil {
 					return Box{}, ctx.Err()
 				}
+				if full := diskFull(err, opts.CacheDir); full != nil {
+					return Box{}, fmt.Errorf("box %q: extract box.img: %w", abs, full)
+				}
 				return Box{}, fmt.Errorf("box %q: extract box.img: %w", abs, err)
 			}
 		}
