@@ -340,4 +340,3 @@ func (in *Instance) Provision(ctx context.Context) error {
 	defer c.Close()
 	return in.provision(ctx, c, ProvisionForce)
 }
-

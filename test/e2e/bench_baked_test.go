@@ -52,7 +52,9 @@ func BenchmarkBakedBox(b *testing.B) {
 	b.ReportMetric((warm - hand.second).Seconds(), "warm-up-over-hand-second-boot-s")
 	b.ReportMetric(halt.Seconds(), "baked-halt-s")
 	b.ReportMetric(destroy.Seconds(), "destroy-running-s")
-	row := func(what string, d time.Duration) string { return fmt.Sprintf("\n%-52s %10s", what, d.Round(100*time.Millisecond)) }
+	row := func(what string, d time.Duration) string {
+		return fmt.Sprintf("\n%-52s %10s", what, d.Round(100*time.Millisecond))
+	}
 	b.Log(row("by hand: QEMU start to SSH banner, first boot", hand.first) +
 		row("devbox cold up to Docker ready (base not in pool)", cold) +
 		fmt.Sprintf("\n%-52s %+10.1fs (target ≤ +10 s)", "  cold up − hand first boot", (cold-hand.first).Seconds()) +
