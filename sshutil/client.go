@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"fmt"
 	"net"
 	"os"
@@ -101,10 +102,19 @@ func DialRetry(ctx context.Context, t Target) (*Client, error) {
 		return nil, err
 	}
 	start := time.Now()
-	delay := 500 * time.Millisecond
+	delay := 250 * time.Millisecond
 	var lastErr error
 	for attempt := 1; ; attempt++ {
-		c, err := dial(ctx, t, cfg)
+		// While a guest boots, QEMU's user networking accepts the TCP
+		// connection at once and retries its own connection to the guest
+		// with growing gaps: a fresh connection when no banner came within
+		// bootBanner reaches sshd seconds sooner. Every fourth attempt waits
+		// the whole handshake timeout, for a guest too busy to answer fast.
+		banner := bootBanner
+		if attempt%4 == 0 {
+			banner = 0
+		}
+		c, err := dialNetwork(ctx, "tcp", t.Addr, cfg, banner)
 		if err == nil {
 			return c, nil
 		}
@@ -127,9 +137,13 @@ func DialRetry(ctx context.Context, t Target) (*Client, error) {
 				t.Addr, time.Since(start).Round(100*time.Millisecond), attempt, ctx.Err(), lastErr)
 		case <-timer.C:
 		}
-		delay = min(delay*2, 2*time.Second)
+		delay = min(delay*2, time.Second)
 	}
 }
+
+// bootBanner is how long DialRetry waits for the server's SSH banner on a
+// connection before it tries a new one.
+const bootBanner = 3 * time.Second
 
 // clientConfig checks t and builds the ssh config; its errors are not worth retrying.
 func clientConfig(t Target) (*ssh.ClientConfig, error) {
@@ -160,6 +174,32 @@ func clientConfig(t Target) (*ssh.ClientConfig, error) {
 	}, nil
 }
 
+// awaitBanner waits up to within for the server's first bytes on conn
+// and returns a conn that reads them again (the handshake parses them),
+// or closes conn.
+func awaitBanner(conn net.Conn, within time.Duration) (net.Conn, error) {
+	conn.SetReadDeadline(time.Now().Add(within))
+	buf := make([]byte, 256)
+	n, err := conn.Read(buf)
+	if n == 0 {
+		conn.Close()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, fmt.Errorf("no SSH banner within %s (the guest is not answering yet)", within)
+		}
+		return nil, fmt.Errorf("connection closed before the SSH banner: %w", err)
+	}
+	conn.SetReadDeadline(time.Time{})
+	return &replayConn{Conn: conn, r: io.MultiReader(bytes.NewReader(buf[:n]), conn)}, nil
+}
+
+// replayConn is a net.Conn whose reads start with bytes already read.
+type replayConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
 // pinnedHostKey accepts only the host key want.
 func pinnedHostKey(want ssh.PublicKey) ssh.HostKeyCallback {
 	return func(addr string, _ net.Addr, got ssh.PublicKey) error {
@@ -182,12 +222,13 @@ func hostKeyAlgorithms(key ssh.PublicKey) []string {
 }
 
 func dial(ctx context.Context, t Target, cfg *ssh.ClientConfig) (*Client, error) {
-	return dialNetwork(ctx, "tcp", t.Addr, cfg)
+	return dialNetwork(ctx, "tcp", t.Addr, cfg, 0)
 }
 
 // dialNetwork connects to addr on network ("tcp" or "unix") and performs the
-// SSH handshake, bounded by cfg.Timeout and ctx.
-func dialNetwork(ctx context.Context, network, addr string, cfg *ssh.ClientConfig) (*Client, error) {
+// SSH handshake, bounded by cfg.Timeout and ctx. With banner > 0 it gives
+// up when the server says nothing within banner.
+func dialNetwork(ctx context.Context, network, addr string, cfg *ssh.ClientConfig, banner time.Duration) (*Client, error) {
 	d := net.Dialer{
 		Timeout: cfg.Timeout,
 		KeepAliveConfig: net.KeepAliveConfig{ // TCP only
@@ -197,6 +238,11 @@ func dialNetwork(ctx context.Context, network, addr string, cfg *ssh.ClientConfi
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err // already "dial tcp 127.0.0.1:2222: ..."
+	}
+	if banner > 0 {
+		if conn, err = awaitBanner(conn, banner); err != nil {
+			return nil, fmt.Errorf("ssh %s: %w", addr, err)
+		}
 	}
 	// Bound the handshake by both the timeout and ctx.
 	conn.SetDeadline(time.Now().Add(cfg.Timeout))

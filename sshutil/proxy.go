@@ -377,5 +377,5 @@ func DialProxy(ctx context.Context, socketPath, hostKey string) (*Client, error)
 		HostKeyAlgorithms: hostKeyAlgorithms(want),
 		Timeout:           DefaultHandshakeTimeout,
 	}
-	return dialNetwork(ctx, "unix", socketPath, cfg)
+	return dialNetwork(ctx, "unix", socketPath, cfg, 0)
 }

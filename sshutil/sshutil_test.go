@@ -473,3 +473,54 @@ func TestShellWithoutTerminal(t *testing.T) {
 		t.Errorf("Shell(exit 5, nil) = %d, %v", status, err)
 	}
 }
+
+// TestDialRetryLeavesASilentConnection: like QEMU's user networking while
+// the guest boots, the first connection is accepted but never answered;
+// DialRetry gives up on it and reaches the server on a new one instead of
+// waiting out the (here one-minute) handshake timeout.
+func TestDialRetryLeavesASilentConnection(t *testing.T) {
+	keyFile, kp := testClientKey(t)
+	srv := startTestServer(t, kp.Public)
+	front, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { front.Close() })
+	silentClosed := make(chan struct{})
+	go func() {
+		for n := 0; ; n++ {
+			conn, err := front.Accept()
+			if err != nil {
+				return
+			}
+			if n == 0 { // silent: wait for the client to drop it
+				go func() {
+					io.Copy(io.Discard, conn)
+					close(silentClosed)
+				}()
+				continue
+			}
+			back, err := net.Dial("tcp", srv.Addr)
+			if err != nil {
+				conn.Close()
+				continue
+			}
+			go func() { io.Copy(back, conn); back.Close() }()
+			go func() { io.Copy(conn, back); conn.Close() }()
+		}
+	}()
+	target := Target{Addr: front.Addr().String(), User: "dev", KeyFile: keyFile, HostKey: srv.HostKey, HandshakeTimeout: time.Minute}
+	c, err := DialRetry(testContext(t, 30*time.Second), target)
+	if err != nil {
+		t.Fatalf("DialRetry: %v", err)
+	}
+	defer c.Close()
+	select {
+	case <-silentClosed:
+	case <-time.After(5 * time.Second):
+		t.Error("the silent connection is still open")
+	}
+	if out, err := c.Output(testContext(t, 10*time.Second), "echo ok"); err != nil || string(out) != "ok\n" {
+		t.Errorf("Output = %q, %v", out, err)
+	}
+}
