@@ -45,6 +45,13 @@ type Step struct {
 	// Marker, when set, is a file written after success; its presence
 	// makes Check pass on later runs (for the user's run-once steps).
 	Marker string
+	// Gate marks a step that only waits (for cloud-init to finish): Run
+	// runs it just before the first later NeedsGate step that has work
+	// to do, and not at all when none has.
+	Gate bool
+	// NeedsGate: the step's script must not run before the gate (it
+	// installs packages, or is the user's).
+	NeedsGate bool
 }
 
 // UserStep is one of the user's own steps from devbox.yaml.
@@ -76,6 +83,7 @@ func Plan(opts Options) ([]Step, error) {
 	steps := []Step{
 		{
 			Name: "Waiting for cloud-init to finish",
+			Gate: true,
 			// result.json is written in /run when cloud-init ends this boot.
 			Check: "test -e /run/cloud-init/result.json || ! command -v cloud-init >/dev/null",
 			Script: `if command -v cloud-init >/dev/null 2>&1; then
@@ -93,9 +101,10 @@ fi`,
 				"usermod -aG docker " + u,
 		},
 		{
-			Name:   "Installing Docker engine",
-			Check:  "command -v dockerd >/dev/null && systemctl is-enabled -q docker && systemctl is-active -q docker",
-			Script: string(install),
+			Name:      "Installing Docker engine",
+			Check:     "command -v dockerd >/dev/null && systemctl is-enabled -q docker && systemctl is-active -q docker",
+			Script:    string(install),
+			NeedsGate: true,
 		},
 		{
 			Name: "Checking docker as " + opts.User,
@@ -107,16 +116,17 @@ fi`,
 	}
 	if opts.SharedFolders {
 		steps = append(steps, Step{
-			Name:   "Installing sshfs for shared folders",
-			Check:  "command -v sshfs >/dev/null",
-			Script: installSSHFS,
+			Name:      "Installing sshfs for shared folders",
+			Check:     "command -v sshfs >/dev/null",
+			Script:    installSSHFS,
+			NeedsGate: true,
 		})
 	}
 	if len(opts.Emulators) > 0 {
 		steps = append(steps, emulatorStep(opts.Emulators))
 	}
 	for _, s := range opts.Steps {
-		st := Step{Name: s.Name, Script: s.Script, AsUser: !s.AsRoot}
+		st := Step{Name: s.Name, Script: s.Script, AsUser: !s.AsRoot, NeedsGate: true}
 		if !s.Always {
 			st.Marker = fmt.Sprintf("%s/steps/%s.%s", StateDir, markerName(s.Name), shortHash(s.Script))
 			st.Check = "test -e " + shellQuote(st.Marker)
@@ -158,8 +168,9 @@ func emulatorStep(names []string) Step {
 	check := "for n in " + list + "; do f=" + BinfmtDir + "/qemu-$n; " +
 		"grep -qx enabled \"$f\" && grep -q '^flags: .*F' \"$f\" || exit 1; done"
 	return Step{
-		Name:  "Registering emulators for foreign images (" + strings.Join(names, ", ") + ")",
-		Check: check,
+		Name:      "Registering emulators for foreign images (" + strings.Join(names, ", ") + ")",
+		NeedsGate: true,
+		Check:     check,
 		Script: aptInstall + `if ! dpkg-query -W -f '${Status}' qemu-user-static 2>/dev/null | grep -q 'ok installed'; then
   apt_install qemu-user-static
 fi
@@ -180,7 +191,7 @@ done`,
 func Stamp(steps []Step) string {
 	h := sha256.New()
 	for _, s := range steps {
-		fmt.Fprintf(h, "%s\x00%s\x00%s\x00%v\x00%s\x00", s.Name, s.Check, s.Script, s.AsUser, s.Marker)
+		fmt.Fprintf(h, "%s\x00%s\x00%s\x00%v\x00%s\x00%v\x00%v\x00", s.Name, s.Check, s.Script, s.AsUser, s.Marker, s.Gate, s.NeedsGate)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
@@ -232,16 +243,44 @@ func (e *StepError) Error() string {
 // Run runs the steps in order, skipping those whose Check passes, and
 // stamps the guest when all succeed. Each step's output goes to log.
 // It stops at the first failing step, whose error is a *StepError.
+// A Gate step waits until a later NeedsGate step has work to do: a guest
+// that needs nothing installed (a box with the engine baked in) does not
+// wait for cloud-init's last stages.
 func Run(ctx context.Context, r Runner, steps []Step, rep Reporter, log io.Writer) error {
 	if log == nil {
 		log = io.Discard
 	}
+	var gate *Step // a gate not passed yet
 	for _, s := range steps {
-		rep.Start(s.Name)
-		start := time.Now()
-		skipped, err := runStep(ctx, r, s, log)
-		rep.End(s.Name, skipped, time.Since(start), err)
-		if err != nil {
+		if s.Gate {
+			gate = &s
+			continue
+		}
+		if s.NeedsGate && gate != nil {
+			// Is there work? Only then wait at the gate, as its own step.
+			done, err := checkStep(ctx, r, s, log)
+			if err != nil || done {
+				rep.Start(s.Name)
+				rep.End(s.Name, done, 0, err)
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			if err := runStep(ctx, r, *gate, rep, log); err != nil {
+				return err
+			}
+			gate = nil
+			rep.Start(s.Name)
+			start := time.Now()
+			err = execStep(ctx, r, s, log)
+			rep.End(s.Name, false, time.Since(start), err)
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if err := runStep(ctx, r, s, rep, log); err != nil {
 			return err
 		}
 	}
@@ -252,36 +291,55 @@ func Run(ctx context.Context, r Runner, steps []Step, rep Reporter, log io.Write
 	return nil
 }
 
-func runStep(ctx context.Context, r Runner, s Step, log io.Writer) (skipped bool, err error) {
-	fmt.Fprintf(log, "==> %s (%s)\n", s.Name, time.Now().Format(time.RFC3339))
-	if s.Check != "" {
-		code, err := r.Run(ctx, "sudo -n sh -c "+shellQuote(s.Check), nil, log, log)
-		if err != nil {
-			return false, fmt.Errorf("provision step %q: check: %w", s.Name, err)
-		}
-		if code == 0 {
-			fmt.Fprintln(log, "already done")
-			return true, nil
-		}
+// runStep runs s (unless its check passes) as a reported step.
+func runStep(ctx context.Context, r Runner, s Step, rep Reporter, log io.Writer) error {
+	rep.Start(s.Name)
+	start := time.Now()
+	done, err := checkStep(ctx, r, s, log)
+	if err == nil && !done {
+		err = execStep(ctx, r, s, log)
 	}
+	rep.End(s.Name, done, time.Since(start), err)
+	return err
+}
+
+// checkStep runs s's Check: whether s is done already.
+func checkStep(ctx context.Context, r Runner, s Step, log io.Writer) (done bool, err error) {
+	fmt.Fprintf(log, "==> %s (%s)\n", s.Name, time.Now().Format(time.RFC3339))
+	if s.Check == "" {
+		return false, nil
+	}
+	code, err := r.Run(ctx, "sudo -n sh -c "+shellQuote(s.Check), nil, log, log)
+	if err != nil {
+		return false, fmt.Errorf("provision step %q: check: %w", s.Name, err)
+	}
+	if code == 0 {
+		fmt.Fprintln(log, "already done")
+		return true, nil
+	}
+	return false, nil
+}
+
+// execStep runs s's script, then writes its marker.
+func execStep(ctx context.Context, r Runner, s Step, log io.Writer) error {
 	// The script travels on stdin into a temp file and runs with stdin
 	// from /dev/null, so nothing in it can swallow the rest of the script.
 	var out tail
 	w := io.MultiWriter(log, &out)
 	code, err := r.Run(ctx, scriptCommand(s.AsUser), strings.NewReader(s.Script), w, w)
 	if err != nil {
-		return false, fmt.Errorf("provision step %q: %w", s.Name, err)
+		return fmt.Errorf("provision step %q: %w", s.Name, err)
 	}
 	if code != 0 {
-		return false, &StepError{Step: s.Name, Status: code, Tail: out.String()}
+		return &StepError{Step: s.Name, Status: code, Tail: out.String()}
 	}
 	if s.Marker != "" {
 		mark := "mkdir -p \"$(dirname " + shellQuote(s.Marker) + ")\" && touch " + shellQuote(s.Marker)
 		if code, err := r.Run(ctx, "sudo -n sh -c "+shellQuote(mark), nil, log, log); err != nil || code != 0 {
-			return false, fmt.Errorf("provision step %q: write marker %s (exit %d): %v", s.Name, s.Marker, code, err)
+			return fmt.Errorf("provision step %q: write marker %s (exit %d): %v", s.Name, s.Marker, code, err)
 		}
 	}
-	return false, nil
+	return nil
 }
 
 // scriptCommand reads a script from stdin into a temp file and runs it

@@ -267,3 +267,43 @@ func TestEmulatorStepRegistersAndChecksTheFFlag(t *testing.T) {
 		t.Error("check fails on a registered emulator")
 	}
 }
+
+// TestGateWaitsOnlyForWork: the gate (waiting for cloud-init) runs just
+// before the first step that needs it and has work, once; a guest where
+// every such step is done never waits at it.
+func TestGateWaitsOnlyForWork(t *testing.T) {
+	withStateDir(t)
+	out := filepath.Join(t.TempDir(), "out")
+	gate := Step{Name: "gate", Gate: true, Check: "false", Script: "echo gate >> " + out}
+	ungated := Step{Name: "user", Check: "false", Script: "echo user >> " + out}
+	doneGated := Step{Name: "engine", NeedsGate: true, Check: "true", Script: "echo engine >> " + out}
+	workGated := Step{Name: "sshfs", NeedsGate: true, Check: "false", Script: "echo sshfs >> " + out}
+	laterGated := Step{Name: "mine", NeedsGate: true, Script: "echo mine >> " + out}
+	for _, tc := range []struct {
+		name   string
+		steps  []Step
+		ran    string
+		events string
+	}{
+		{"nothing to install", []Step{gate, ungated, doneGated}, "user\n",
+			"start user|end user skipped=false err=false|start engine|end engine skipped=true err=false"},
+		{"work after a done step", []Step{gate, ungated, doneGated, workGated, laterGated}, "user\ngate\nsshfs\nmine\n",
+			"start user|end user skipped=false err=false|start engine|end engine skipped=true err=false|" +
+				"start gate|end gate skipped=false err=false|start sshfs|end sshfs skipped=false err=false|start mine|end mine skipped=false err=false"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Remove(out)
+			rep := &recorder{}
+			if err := Run(context.Background(), newShellRunner(t), tc.steps, rep, nil); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := os.ReadFile(out)
+			if string(got) != tc.ran {
+				t.Errorf("ran %q, want %q", got, tc.ran)
+			}
+			if ev := strings.Join(rep.events, "|"); ev != tc.events {
+				t.Errorf("events:\n%s\nwant:\n%s", ev, tc.events)
+			}
+		})
+	}
+}
