@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/devbox-vm/devbox/internal/cli"
@@ -191,8 +192,9 @@ func (in *Instance) SSH(ctx context.Context, args []string, stdin *os.File, stdo
 	return c.Run(ctx, cmd, stdin, stdout, stderr)
 }
 
-// Halt stops the instance: a clean poweroff over SSH first, then ACPI,
-// then forced off. force skips straight to forced off.
+// Halt stops the instance: the ACPI power button and a poweroff over
+// SSH at once, forced off after timeout. force skips straight to forced
+// off.
 func (in *Instance) Halt(ctx context.Context, force bool, timeout time.Duration) error {
 	lk, err := in.lock(ctx, "halt")
 	if err != nil {
@@ -206,17 +208,27 @@ func (in *Instance) Halt(ctx context.Context, force bool, timeout time.Duration)
 	if info.State == vm.StateNotCreated {
 		return in.errNotCreated()
 	}
-	in.StopAgent()
 	if info.State == vm.StateStopped {
+		in.StopAgent()
 		in.Status.Infof("instance %q is already stopped", in.Name())
 		return nil
 	}
 	d, _ := in.Driver(ctx)
+	// The agent goes while the guest shuts down: neither waits for the other.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() { defer wg.Done(); in.StopAgent() }()
 	if force {
 		return in.Status.Step("Forcing the VM off", func() error { return d.Kill(ctx, in.Domain()) })
 	}
 	return in.Status.Step("Halting the VM", func() error {
-		return in.awaitStop(ctx, d, in.poweroffOverSSH(ctx, info), timeout)
+		// The ACPI power button (no login needed, the fastest request) and
+		// a poweroff over SSH (obeyed by a guest that ignores the button)
+		// at once; forced off after timeout.
+		wg.Add(1)
+		go func() { defer wg.Done(); in.poweroffOverSSH(ctx, info) }()
+		return d.Shutdown(ctx, in.Domain(), timeout)
 	})
 }
 
