@@ -101,8 +101,11 @@ fi`,
 				"usermod -aG docker " + u,
 		},
 		{
-			Name:      "Installing Docker engine",
-			Check:     "command -v dockerd >/dev/null && systemctl is-enabled -q docker && systemctl is-active -q docker",
+			Name: "Installing Docker engine",
+			// Installed and enabled, and running or on its way (on a first
+			// boot under emulation the daemon is still starting when we get
+			// here; the next step waits for it).
+			Check:     "command -v dockerd >/dev/null && systemctl is-enabled -q docker && case $(systemctl is-active docker) in active|activating|reloading) ;; *) exit 1;; esac",
 			Script:    string(install),
 			NeedsGate: true,
 		},

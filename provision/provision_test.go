@@ -307,3 +307,35 @@ func TestGateWaitsOnlyForWork(t *testing.T) {
 		})
 	}
 }
+
+// TestEngineCheckTakesAStartingDaemon: a baked engine whose daemon is
+// still starting (first boot under emulation) counts as installed; a
+// failed or stopped one does not (the install script starts it).
+func TestEngineCheckTakesAStartingDaemon(t *testing.T) {
+	steps, err := Plan(Options{User: "dev", DockerSource: "distro"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var check string
+	for _, s := range steps {
+		if s.Name == "Installing Docker engine" {
+			check = s.Check
+		}
+	}
+	for state, want := range map[string]int{"active": 0, "activating": 0, "failed": 1, "inactive": 1} {
+		r := newShellRunner(t)
+		bin := t.TempDir()
+		os.WriteFile(filepath.Join(bin, "dockerd"), []byte("#!/bin/sh\n"), 0o755)
+		os.WriteFile(filepath.Join(bin, "systemctl"), []byte(fmt.Sprintf(
+			"#!/bin/sh\ncase $1 in is-enabled) exit 0;; is-active) echo %s; [ %s = active ];; esac\n", state, state)), 0o755)
+		for i, e := range r.env {
+			if strings.HasPrefix(e, "PATH=") {
+				r.env[i] = "PATH=" + bin + ":" + strings.TrimPrefix(e, "PATH=")
+			}
+		}
+		code, err := r.Run(context.Background(), "sh -c "+shellQuote(check), nil, io.Discard, io.Discard)
+		if err != nil || (code == 0) != (want == 0) {
+			t.Errorf("docker %s: check exit %d (%v), want %d", state, code, err, want)
+		}
+	}
+}

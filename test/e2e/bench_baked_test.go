@@ -39,7 +39,9 @@ func BenchmarkBakedBox(b *testing.B) {
 	e.cleanup("bakedbench")
 	removeBase(b, e, box)
 	b.ResetTimer()
-	cold := timed(func() { e.ok(20*time.Minute, "up") })
+	var up result
+	cold := timed(func() { up = e.ok(20*time.Minute, "up") })
+	b.Logf("cold up's steps:\n%s", up.stderr)
 	halt := timed(func() { e.ok(5*time.Minute, "halt") })
 	warm := timed(func() { e.ok(10*time.Minute, "up") })
 	destroy := timed(func() { e.ok(3*time.Minute, "destroy", "-f") })
