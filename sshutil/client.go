@@ -104,17 +104,25 @@ func DialRetry(ctx context.Context, t Target) (*Client, error) {
 	start := time.Now()
 	delay := 250 * time.Millisecond
 	var lastErr error
+	// While a guest boots, QEMU's user networking accepts the TCP
+	// connection at once and retries its own connection to the guest with
+	// growing gaps: a fresh connection when no banner came within
+	// bootBanner reaches sshd seconds sooner. Once the guest has answered
+	// (refused: its network is up) a banner that is late means a busy
+	// sshd: from then on each attempt waits the whole handshake timeout.
+	guestUp, slowSSHD := false, false
 	for attempt := 1; ; attempt++ {
-		// While a guest boots, QEMU's user networking accepts the TCP
-		// connection at once and retries its own connection to the guest
-		// with growing gaps: a fresh connection when no banner came within
-		// bootBanner reaches sshd seconds sooner. Every fourth attempt waits
-		// the whole handshake timeout, for a guest too busy to answer fast.
 		banner := bootBanner
-		if attempt%4 == 0 {
+		if slowSSHD {
 			banner = 0
 		}
 		c, err := dialNetwork(ctx, "tcp", t.Addr, cfg, banner)
+		switch {
+		case errors.Is(err, errNoBanner) && guestUp:
+			slowSSHD = true
+		case errors.Is(err, errClosedBeforeBanner):
+			guestUp = true
+		}
 		if err == nil {
 			return c, nil
 		}
@@ -184,13 +192,18 @@ func awaitBanner(conn net.Conn, within time.Duration) (net.Conn, error) {
 	if n == 0 {
 		conn.Close()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, fmt.Errorf("no SSH banner within %s (the guest is not answering yet)", within)
+			return nil, fmt.Errorf("%w within %s (the guest is not answering yet)", errNoBanner, within)
 		}
-		return nil, fmt.Errorf("connection closed before the SSH banner: %w", err)
+		return nil, fmt.Errorf("%w: %w", errClosedBeforeBanner, err)
 	}
 	conn.SetReadDeadline(time.Time{})
 	return &replayConn{Conn: conn, r: io.MultiReader(bytes.NewReader(buf[:n]), conn)}, nil
 }
+
+var (
+	errNoBanner           = errors.New("no SSH banner")
+	errClosedBeforeBanner = errors.New("connection closed before the SSH banner")
+)
 
 // replayConn is a net.Conn whose reads start with bytes already read.
 type replayConn struct {
