@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/devbox-vm/devbox/internal/boxstore"
@@ -93,5 +94,38 @@ func TestBoxListRemovePrune(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(home, "cache", "boxes", sha+".img")); (err == nil) != want {
 			t.Errorf("box %s present after prune: %v, want %v", sha[:16], err == nil, want)
 		}
+	}
+}
+
+// TestBuildHomeUnderSudo: run through sudo, box build puts the box in the
+// invoking user's home, owned by them; DEVBOX_HOME still wins.
+func TestBuildHomeUnderSudo(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("sudo's case is root's")
+	}
+	t.Setenv("DEVBOX_HOME", "")
+	t.Setenv("SUDO_UID", "65534") // nobody
+	home, owner, err := buildHome()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner == nil || owner.uid != 65534 || !strings.HasSuffix(home.Cache, filepath.Join(".cache", "devbox")) || strings.HasPrefix(home.Cache, "/root") {
+		t.Errorf("under sudo: home %+v, owner %+v", home, owner)
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "boxes", "built"), 0o755)
+	os.WriteFile(filepath.Join(dir, "boxes", "built", "x.json"), nil, 0o644)
+	if err := chownTree(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if st, ok := fi.Sys().(*syscall.Stat_t); err == nil && ok && st.Uid != 65534 {
+			t.Errorf("%s is still owned by %d", p, st.Uid)
+		}
+		return nil
+	})
+	t.Setenv("DEVBOX_HOME", dir)
+	if home, owner, err := buildHome(); err != nil || owner != nil || home.State != dir {
+		t.Errorf("with DEVBOX_HOME: %+v %+v %v", home, owner, err)
 	}
 }
