@@ -43,6 +43,9 @@ type Agent struct {
 	Mounts   []config.Mount
 	Forwards []config.Forward
 	Log      *log.Logger
+	// KeepClock sets the guest's clock when it drifts from the host's
+	// (after a pause or the host's sleep).
+	KeepClock bool
 
 	timing timing // zero fields mean the defaults; tests shorten them
 
@@ -68,6 +71,7 @@ type timing struct {
 	mountTimeout              time.Duration // for a shared folder to become a mount point
 	keepaliveEvery            time.Duration
 	keepaliveMissed           int
+	clockEvery                time.Duration // between readings of the guest's clock
 }
 
 func (a *Agent) timings() timing {
@@ -84,6 +88,7 @@ func (a *Agent) timings() timing {
 	def(&t.firstConnect, 30*time.Second)
 	def(&t.mountTimeout, 15*time.Second)
 	def(&t.keepaliveEvery, 5*time.Second)
+	def(&t.clockEvery, 5*time.Second)
 	if t.keepaliveMissed <= 0 {
 		t.keepaliveMissed = 3
 	}
@@ -259,6 +264,10 @@ func (a *Agent) connectLoop(ctx context.Context, published *publisher) {
 		wg.Add(2)
 		go func() { defer wg.Done(); a.serveMounts(cctx, c, gen) }()
 		go func() { defer wg.Done(); published.follow(cctx, c) }()
+		if a.KeepClock {
+			wg.Add(1)
+			go func() { defer wg.Done(); a.keepClock(cctx, c) }()
+		}
 		kctx, stopKeepalive := context.WithCancel(cctx)
 		kerr := make(chan error, 1)
 		go func() { kerr <- c.Keepalive(kctx, t.keepaliveEvery, t.keepaliveMissed) }()

@@ -268,7 +268,7 @@ func (in *Instance) ServeAgent(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go in.exitWhenDestroyed(ctx, cancel)
-	a := &agent.Agent{Dir: in.Dir(), Target: t, Mounts: shares.Mounts, Forwards: shares.Forwards, Log: logger}
+	a := &agent.Agent{Dir: in.Dir(), Target: t, Mounts: shares.Mounts, Forwards: shares.Forwards, Log: logger, KeepClock: true}
 	a.Log.Printf("agent for instance %q starting (pid %d)", in.Name(), os.Getpid())
 	err = a.Run(ctx)
 	a.Log.Printf("agent stopping: %v", errOrNil(err))

@@ -5,20 +5,25 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
 )
 
 // TestBakedBoxOffline brings an instance up from a box made by devbox box
 // build --engine docker with the guest cut off from the network (offline:
 // true, QEMU user net restrict=on): provisioning finds the engine and
 // sshfs and installs nothing (it could not: the guest reaches nothing), the
-// project folder is shared, and the host's docker builds and runs an image
-// through the socket. DEVBOX_E2E_BOX_BAKED names the box (make test builds
+// project folder is shared, the host's docker builds and runs an image
+// through the socket, and after the VM is paused for a minute (as by the
+// host's sleep) the agent sets the guest's clock back to the host's. DEVBOX_E2E_BOX_BAKED names the box (make test builds
 // it, cached by its inputs).
 func TestBakedBoxOffline(t *testing.T) {
 	box := os.Getenv("DEVBOX_E2E_BOX_BAKED")
@@ -66,8 +71,66 @@ user:
 			t.Errorf("docker run: %q", got)
 		}
 	})
+	t.Run("the guest's clock is set after a pause", func(t *testing.T) {
+		// Offline: no NTP could fix it. The agent notices and sets it.
+		if off := guestClockOffset(t, e); off > time.Second || off < -time.Second {
+			t.Fatalf("before the pause the guest clock is %v off", off)
+		}
+		pauseDomain(t, e.domain("baked"), 60*time.Second)
+		resumed := time.Now()
+		deadline := resumed.Add(45 * time.Second)
+		var off time.Duration
+		for {
+			off = guestClockOffset(t, e)
+			if off <= time.Second && off >= -time.Second {
+				t.Logf("guest clock within 1 s of the host's %s after resume (off by %v)", time.Since(resumed).Round(100*time.Millisecond), off)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("45 s after resuming a 60 s pause the guest clock is still %v off", off)
+			}
+			time.Sleep(time.Second)
+		}
+	})
 	e.ok(3*time.Minute, "destroy", "-f")
 	e.assertGone("baked")
+}
+
+// guestClockOffset is the guest's clock minus the host's, the host's taken
+// at the midpoint of the round trip.
+func guestClockOffset(t *testing.T, e *env) time.Duration {
+	t.Helper()
+	before := time.Now()
+	r := e.ok(time.Minute, "run", "--", "date", "+%s.%N") // the agent's open connection: a short round trip
+	rtt := time.Since(before)
+	sec, frac, _ := strings.Cut(strings.TrimSpace(r.stdout), ".")
+	s, err1 := strconv.ParseInt(sec, 10, 64)
+	ns, err2 := strconv.ParseInt((frac + "000000000")[:9], 10, 64)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("guest date: %q", r.stdout)
+	}
+	return time.Unix(s, ns).Sub(before.Add(rtt / 2))
+}
+
+// pauseDomain pauses a domain for d (as a host's sleep does) and resumes it.
+func pauseDomain(t *testing.T, domain string, d time.Duration) {
+	t.Helper()
+	l, err := golibvirt.ConnectToURI(&url.URL{Scheme: "qemu", Path: "/system"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Disconnect()
+	dom, err := l.DomainLookupByName(domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DomainSuspend(dom); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(d) // the pause itself is what is tested
+	if err := l.DomainResume(dom); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // guestReachesHost has the guest open a TCP connection to 10.0.2.2 (QEMU
