@@ -132,13 +132,12 @@ func cachedBuilt(dir, name, sha string) (Box, error) {
 	return b, err
 }
 
-// builtNames is the names of the built boxes whose image is sha.
-func builtNames(cacheDir, sha string) []string {
-	var names []string
+// builtNames is the names ("NAME (ARCH)") of the built boxes, by the
+// sha256 of their image.
+func builtNames(cacheDir string) map[string][]string {
+	names := map[string][]string{}
 	for _, b := range LoadBuilt(cacheDir) {
-		if b.SHA256 == sha {
-			names = append(names, b.Name+" ("+b.Arch+")")
-		}
+		names[b.SHA256] = append(names[b.SHA256], b.Name+" ("+b.Arch+")")
 	}
 	return names
 }

@@ -47,6 +47,7 @@ func List(cacheDir string) ([]Cached, error) {
 		return nil, err
 	}
 	var out []Cached
+	names := builtNames(cacheDir)
 	for _, p := range paths {
 		sha := strings.TrimSuffix(filepath.Base(p), ".img")
 		if _, err := parseDigest(sha); err != nil {
@@ -61,7 +62,7 @@ func List(cacheDir string) ([]Cached, error) {
 		if data, err := os.ReadFile(filepath.Join(cacheDir, metaDir, sha+".json")); err == nil && json.Unmarshal(data, &m) == nil {
 			c.Source = m.Source
 		}
-		c.Names = builtNames(cacheDir, sha)
+		c.Names = names[sha]
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Added.Before(out[j].Added) })

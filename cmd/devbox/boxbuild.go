@@ -185,8 +185,8 @@ func buildHome() (instance.Home, *ids, error) {
 	return instance.HomeOf(u.HomeDir), &ids{uid, gid}, nil
 }
 
-// chownTree gives what root made under dir to o (files it already owns
-// are left alone).
+// chownTree gives everything under dir (the user's own devbox cache, where
+// root just wrote the box) to uid and gid.
 func chownTree(dir string, uid, gid int) error {
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
