@@ -4,7 +4,7 @@ package e2e
 
 import (
 	"bufio"
-	"crypto/sha256"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devbox-vm/devbox/boxes"
 	"github.com/devbox-vm/devbox/internal/seed"
 	"github.com/devbox-vm/devbox/sshutil"
 )
@@ -84,16 +85,11 @@ func BenchmarkBakedBox(b *testing.B) {
 // removeBase removes box's base volume from the pool (left by an earlier
 // test or run), so up measures a cold start.
 func removeBase(b *testing.B, e *env, box string) {
-	f, err := os.Open(box)
+	sum, err := boxes.HashFile(context.Background(), box)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		b.Fatal(err)
-	}
-	sha := fmt.Sprintf("%x", h.Sum(nil))[:16]
+	sha := sum[:16]
 	if r := e.run(time.Minute, nil, "box", "remove", sha); r.code != 0 && !strings.Contains(r.stderr, "no such box") {
 		b.Fatalf("remove the base of %s: %s", box, r)
 	}
