@@ -87,6 +87,13 @@ type Info struct {
 	MemoryMiB  int64
 }
 
+// UDPForward is one datagram forward of the VM's user-mode network.
+// (TCP is carried over SSH instead; UDP has no SSH channel.)
+type UDPForward struct {
+	Host  string // the host's address, "127.0.0.1:5353"
+	Guest int    // the port on the guest's network address
+}
+
 // Progress receives human-readable notes about long work (uploads).
 type Progress func(format string, args ...any)
 
@@ -147,6 +154,17 @@ type Driver interface {
 	Export(ctx context.Context, name string, w io.Writer, progress Progress) (int64, error)
 	// WaitStopped waits until the instance is no longer running.
 	WaitStopped(ctx context.Context, name string) error
+	// UDPForwards lists the running instance's datagram forwards.
+	UDPForwards(ctx context.Context, name string) ([]UDPForward, error)
+	// AddUDPForward forwards datagrams sent to f.Host on the host to
+	// f.Guest on the guest's network address, and the answers back. It
+	// fails naming f.Host when that cannot be bound (taken, or below 1024
+	// for an ordinary user). The forward lasts as long as the VM's
+	// process: a halt ends it.
+	AddUDPForward(ctx context.Context, name string, f UDPForward) error
+	// RemoveUDPForward ends the forward from host; one that does not
+	// exist is not an error.
+	RemoveUDPForward(ctx context.Context, name, host string) error
 	// Close releases the hypervisor connection.
 	Close() error
 }

@@ -110,6 +110,9 @@ func printAgentStatus(w io.Writer, st *agent.Status) {
 		if f.Container != "" {
 			what = fmt.Sprintf("%s → container %s", f.Host, f.Container)
 		}
+		if f.Proto == "udp" {
+			what += " (udp)"
+		}
 		fmt.Fprintf(w, "forward:\t%s: %s\n", what, stateLine(f.State, f.Reason))
 	}
 }

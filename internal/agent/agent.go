@@ -46,6 +46,10 @@ type Agent struct {
 	// KeepClock sets the guest's clock when it drifts from the host's
 	// (after a pause or the host's sleep).
 	KeepClock bool
+	// UDP adds and removes the VM's datagram forwards (configured ones
+	// with proto: udp, and ports containers publish as UDP). Nil: UDP is
+	// not forwarded, and its forwards say why.
+	UDP UDPForwarder
 
 	timing timing // zero fields mean the defaults; tests shorten them
 
@@ -111,7 +115,7 @@ func (a *Agent) init() {
 		}
 		a.forwards = make([]ForwardStatus, len(a.Forwards))
 		for i, f := range a.Forwards {
-			a.forwards[i] = ForwardStatus{Host: f.Host, Guest: f.Guest, State: Pending}
+			a.forwards[i] = ForwardStatus{Host: f.Host, Guest: f.Guest, Proto: protoOf(f), State: Pending}
 		}
 	})
 }
@@ -159,6 +163,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	start(func() { a.serveForward(ctx, docker, "docker socket", a.dialDocker) })
 	for i, f := range a.Forwards {
+		if protoOf(f) == "udp" {
+			continue // see syncUDP
+		}
 		l, err := net.Listen("tcp", f.Host)
 		if err != nil {
 			a.Log.Printf("WARNING: forward %s → guest port %d: %v (the port is taken on the host; pick another in devbox.yaml)", f.Host, f.Guest, err)
@@ -264,6 +271,9 @@ func (a *Agent) connectLoop(ctx context.Context, published *publisher) {
 		wg.Add(2)
 		go func() { defer wg.Done(); a.serveMounts(cctx, c, gen) }()
 		go func() { defer wg.Done(); published.follow(cctx, c) }()
+		// The VM may have been restarted since the last connection,
+		// with a new QEMU and none of the UDP forwards.
+		published.syncUDP(cctx)
 		if a.KeepClock {
 			wg.Add(1)
 			go func() { defer wg.Done(); a.keepClock(cctx, c) }()

@@ -89,7 +89,7 @@ func TestPublisherFollowsTheSet(t *testing.T) {
 	p := newPublisher(ctx, a)
 	defer p.closeAll()
 
-	p.update([]dockerports.Port{{HostPort: free, Container: "web"}, {HostPort: reserved, Container: "cfg"}, {HostPort: taken, Container: "busy"}})
+	p.update([]dockerports.Port{{HostPort: free, Container: "web", Proto: "tcp"}, {HostPort: reserved, Container: "cfg", Proto: "tcp"}, {HostPort: taken, Container: "busy", Proto: "tcp"}})
 	if _, ok := p.listeners[free]; !ok {
 		t.Errorf("published port %d not forwarded", free)
 	}

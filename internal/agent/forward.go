@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/internal/dockerports"
 	"github.com/devbox-vm/devbox/sshutil"
 )
@@ -98,22 +99,39 @@ func Pipe(a, b net.Conn) {
 }
 
 // publisher mirrors ports that containers publish in the guest on the
-// host's 127.0.0.1.
+// host's 127.0.0.1: TCP through the agent's own listeners, UDP through
+// the VM's user network (see syncUDP).
 type publisher struct {
 	ctx       context.Context // the agent's: listeners outlive a connection
 	a         *Agent
 	mu        sync.Mutex
-	listeners map[int]net.Listener
-	served    map[int]ForwardStatus // by host port: listening or failed
-	reserved  map[int]bool          // host ports of configured forwards
+	listeners map[int]net.Listener      // TCP, by host port
+	served    map[portKey]ForwardStatus // listening or failed
+	reserved  map[portKey]bool          // host ports of configured forwards
+	udp       map[int]dockerports.Port  // published UDP ports, by host port
+}
+
+// protoOf is f's protocol; an accepted forward recorded before udp
+// existed has none.
+func protoOf(f config.Forward) string {
+	if f.Proto == "" {
+		return "tcp"
+	}
+	return f.Proto
+}
+
+// portKey names a published port: TCP 53 and UDP 53 are two.
+type portKey struct {
+	proto string
+	port  int
 }
 
 func newPublisher(ctx context.Context, a *Agent) *publisher {
-	p := &publisher{ctx: ctx, a: a, listeners: map[int]net.Listener{}, served: map[int]ForwardStatus{}, reserved: map[int]bool{}}
+	p := &publisher{ctx: ctx, a: a, listeners: map[int]net.Listener{}, served: map[portKey]ForwardStatus{}, reserved: map[portKey]bool{}, udp: map[int]dockerports.Port{}}
 	for _, f := range a.Forwards {
 		if _, port, err := net.SplitHostPort(f.Host); err == nil {
 			n, _ := strconv.Atoi(port)
-			p.reserved[n] = true
+			p.reserved[portKey{protoOf(f), n}] = true
 		}
 	}
 	return p
@@ -142,48 +160,61 @@ func (p *publisher) follow(ctx context.Context, c *sshutil.Client) {
 	}
 }
 
-// update makes the published ports those of ports: new ones are
+// update makes the published ports those of ports: new TCP ones are
 // listened on (a taken host port is tried again on the next update, but
-// logged once), gone ones closed.
+// logged once), gone ones closed; UDP ones are handed to syncUDP.
 func (p *publisher) update(ports []dockerports.Port) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	want := map[int]dockerports.Port{}
+	want := map[portKey]dockerports.Port{}
+	clear(p.udp)
 	for _, port := range ports {
-		want[port.HostPort] = port
-	}
-	for n := range p.served {
-		if _, ok := want[n]; ok {
+		k := portKey{port.Proto, port.HostPort}
+		if p.reserved[k] {
 			continue
 		}
-		if l, ok := p.listeners[n]; ok {
-			l.Close()
-			delete(p.listeners, n)
-			p.a.Log.Printf("stopped forwarding published port %d", n)
+		want[k] = port
+		if port.Proto == "udp" {
+			p.udp[port.HostPort] = port
 		}
-		delete(p.served, n)
 	}
-	for n, port := range want {
-		if _, ok := p.listeners[n]; ok || p.reserved[n] {
+	for k := range p.served {
+		if _, ok := want[k]; ok {
+			continue
+		}
+		if l, ok := p.listeners[k.port]; ok && k.proto == "tcp" {
+			l.Close()
+			delete(p.listeners, k.port)
+			p.a.Log.Printf("stopped forwarding published port %d", k.port)
+		}
+		delete(p.served, k)
+	}
+	for k, port := range want {
+		if k.proto != "tcp" {
+			continue
+		}
+		n := k.port
+		if _, ok := p.listeners[n]; ok {
 			continue
 		}
 		addr := "127.0.0.1:" + strconv.Itoa(n)
-		st := ForwardStatus{Host: addr, Guest: n, Container: port.Container, State: Listening}
+		st := ForwardStatus{Host: addr, Guest: n, Proto: "tcp", Container: port.Container, State: Listening}
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			st.State = Failed
 			st.Reason = fmt.Sprintf("container %s publishes port %d, but %s is taken on the host: %v (hint: stop what listens there, or publish another port)", port.Container, n, addr, err)
-			if old, ok := p.served[n]; !ok || old.Container != port.Container {
+			if old, ok := p.served[k]; !ok || old.Container != port.Container {
 				p.a.Log.Printf("WARNING: container %s publishes port %d, but %s is taken on the host: not forwarded", port.Container, n, addr)
 			}
-			p.served[n] = st
+			p.served[k] = st
 			continue
 		}
 		p.listeners[n] = l
-		p.served[n] = st
+		p.served[k] = st
 		p.a.Log.Printf("forwarding %s → container %s (published port %d)", addr, port.Container, n)
 		go p.a.serveForward(p.ctx, l, fmt.Sprintf("published port %d", n), p.a.dialGuestTCP(addr))
 	}
+	p.syncUDPLocked(p.ctx)
 }
 
 // status lists the published ports by port.
@@ -194,7 +225,9 @@ func (p *publisher) status() []ForwardStatus {
 	for _, st := range p.served {
 		out = append(out, st)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Guest < out[j].Guest })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Guest < out[j].Guest || out[i].Guest == out[j].Guest && out[i].Proto < out[j].Proto
+	})
 	return out
 }
 

@@ -54,6 +54,7 @@ type MountStatus struct {
 type ForwardStatus struct {
 	Host      string `json:"host"` // host address, "127.0.0.1:8080"
 	Guest     int    `json:"guest"`
+	Proto     string `json:"proto"` // tcp or udp
 	Container string `json:"container,omitempty"`
 	State     string `json:"state"` // Pending, Listening or Failed
 	Reason    string `json:"reason,omitempty"`

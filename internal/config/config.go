@@ -91,11 +91,11 @@ type Mount struct {
 // ReadOnly reports whether the VM may only read the folder.
 func (m Mount) ReadOnly() bool { return m.Mode == "ro" }
 
-// Forward makes a guest TCP port reachable on the host.
+// Forward makes a guest port reachable on the host.
 type Forward struct {
 	Host  string `yaml:"host"`  // "127.0.0.1:8080" or "8080" (loopback)
-	Guest int    `yaml:"guest"` // port in the guest (127.0.0.1 there)
-	Proto string `yaml:"proto"` // tcp (the default and only choice today)
+	Guest int    `yaml:"guest"` // port in the guest: tcp on its 127.0.0.1, udp on its network address
+	Proto string `yaml:"proto"` // tcp (the default) or udp
 }
 
 // Accelerators accepted by the accel field and DEVBOX_ACCEL.

@@ -270,7 +270,9 @@ mounts:
 forwards:
   - {host: "127.0.0.1:80800", guest: 80}
   - {host: "8080", guest: 0}
+  - {host: "8080", guest: 81}
   - {host: "8080", guest: 81, proto: udp}
+  - {host: "8081", guest: 81, proto: sctp}
 `
 	_, err := Parse(strings.NewReader(yaml), filepath.Join(dir, "devbox.yaml"))
 	if err == nil {
@@ -279,11 +281,15 @@ forwards:
 	for _, want := range []string{
 		"mounts[0].host: /nonexistent/folder does not exist", "mounts[1].host: /etc: is inside the system folder /etc", "mounts[2].host: /: the whole filesystem",
 		"mounts[3].host: " + file + " is not a folder", "mounts[4].mode:", "mounts[5].host: " + filepath.Join(dir, "sub") + " overlaps mounts[4]",
-		"forwards[0].host:", "forwards[1].guest:", "forwards[2].host: port 8080 is already forwarded by forwards[1]", "forwards[2].proto:",
+		"forwards[0].host:", "forwards[1].guest:", "forwards[2].host: tcp port 8080 is already forwarded by forwards[1]", "forwards[4].proto: \"sctp\": tcp or udp",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+	// The same port as udp is another forward.
+	if strings.Contains(err.Error(), "forwards[3]") {
+		t.Errorf("udp 8080 beside tcp 8080 refused:\n%v", err)
 	}
 }
 

@@ -141,11 +141,15 @@ func (f Forward) IsLoopback() bool {
 }
 
 func (c *Config) validateForwards(bad func(field, format string, a ...any)) {
-	seen := map[int]int{}
+	type key struct {
+		proto string
+		port  int
+	}
+	seen := map[key]int{}
 	for i, f := range c.Forwards {
 		p := fmt.Sprintf("forwards[%d]", i)
-		if f.Proto != "tcp" {
-			bad(p+".proto", "%q: only tcp is forwarded", f.Proto)
+		if f.Proto != "tcp" && f.Proto != "udp" {
+			bad(p+".proto", "%q: tcp or udp", f.Proto)
 		}
 		host, port, err := net.SplitHostPort(f.Host)
 		n, perr := strconv.Atoi(port)
@@ -155,10 +159,11 @@ func (c *Config) validateForwards(bad func(field, format string, a ...any)) {
 		case err != nil || perr != nil || n < 1 || n > 65535 || net.ParseIP(host) == nil:
 			bad(p+".host", "%q is not an address like 127.0.0.1:8080", f.Host)
 		default:
-			if j, dup := seen[n]; dup {
-				bad(p+".host", "port %d is already forwarded by forwards[%d]", n, j)
+			k := key{f.Proto, n}
+			if j, dup := seen[k]; dup {
+				bad(p+".host", "%s port %d is already forwarded by forwards[%d]", f.Proto, n, j)
 			}
-			seen[n] = i
+			seen[k] = i
 		}
 		if f.Guest < 1 || f.Guest > 65535 {
 			bad(p+".guest", "%d is not a port (1-65535)", f.Guest)

@@ -1,5 +1,5 @@
 // Package dockerports follows a Docker engine over its API socket and
-// reports which TCP ports its running containers publish, so that devbox
+// reports which TCP and UDP ports its running containers publish, so that devbox
 // can mirror them on the host's loopback.
 //
 // Requests use unversioned paths ("/containers/json", not
@@ -24,11 +24,12 @@ import (
 	"strings"
 )
 
-// Port is one published TCP port as the engine reports it.
+// Port is one published TCP or UDP port as the engine reports it.
 type Port struct {
 	HostIP    string // as published in the guest: "0.0.0.0", "127.0.0.1", "::" …
 	HostPort  int    // the port on the guest's side, which devbox mirrors on the host's 127.0.0.1
 	Container string // container name (without leading "/"), for messages
+	Proto     string // "tcp" or "udp"
 }
 
 // refreshActions are the container events after which the published set
@@ -144,8 +145,9 @@ type apiPort struct {
 	Type       string // "tcp", "udp" or "sctp"
 }
 
-// published returns cs's published TCP ports, sorted by HostPort and one
-// per HostPort (see Watch). It never returns nil.
+// published returns cs's published TCP and UDP ports (SCTP is not
+// forwarded), sorted by HostPort then Proto and one per both (see Watch).
+// It never returns nil.
 func published(cs []container) []Port {
 	ports := []Port{}
 	for _, c := range cs {
@@ -154,19 +156,20 @@ func published(cs []container) []Port {
 			name = strings.TrimPrefix(c.Names[0], "/")
 		}
 		for _, p := range c.Ports {
-			if p.Type != "tcp" || p.PublicPort == 0 {
+			if (p.Type != "tcp" && p.Type != "udp") || p.PublicPort == 0 {
 				continue
 			}
-			ports = append(ports, Port{HostIP: p.IP, HostPort: p.PublicPort, Container: name})
+			ports = append(ports, Port{HostIP: p.IP, HostPort: p.PublicPort, Container: name, Proto: p.Type})
 		}
 	}
 	slices.SortFunc(ports, func(a, b Port) int {
 		return cmp.Or(
 			cmp.Compare(a.HostPort, b.HostPort),
+			cmp.Compare(a.Proto, b.Proto),
 			cmp.Compare(a.HostIP, b.HostIP),
 			cmp.Compare(a.Container, b.Container))
 	})
-	return slices.CompactFunc(ports, func(a, b Port) bool { return a.HostPort == b.HostPort })
+	return slices.CompactFunc(ports, func(a, b Port) bool { return a.HostPort == b.HostPort && a.Proto == b.Proto })
 }
 
 // get requests path from the engine and fails unless it answers 200 OK.

@@ -207,8 +207,8 @@ func TestInitialSet(t *testing.T) {
 	e.set(web(tcp("0.0.0.0", 8080, 80)), db(tcp("127.0.0.1", 5432, 5432)))
 	w := start(t, e)
 	wantPorts(t, w.next(t),
-		Port{HostIP: "127.0.0.1", HostPort: 5432, Container: "db"},
-		Port{HostIP: "0.0.0.0", HostPort: 8080, Container: "web"})
+		Port{HostIP: "127.0.0.1", HostPort: 5432, Container: "db", Proto: "tcp"},
+		Port{HostIP: "0.0.0.0", HostPort: 8080, Container: "web", Proto: "tcp"})
 }
 
 func TestInitialEmptySetIsReported(t *testing.T) {
@@ -221,11 +221,11 @@ func TestStartAddsPort(t *testing.T) {
 	e := newEngine(t)
 	e.set(db(tcp("0.0.0.0", 5432, 5432)))
 	w := start(t, e)
-	wantPorts(t, w.next(t), Port{"0.0.0.0", 5432, "db"})
+	wantPorts(t, w.next(t), Port{"0.0.0.0", 5432, "db", "tcp"})
 
 	e.set(db(tcp("0.0.0.0", 5432, 5432)), web(tcp("0.0.0.0", 8080, 80)))
 	e.send(t, "start")
-	wantPorts(t, w.next(t), Port{"0.0.0.0", 5432, "db"}, Port{"0.0.0.0", 8080, "web"})
+	wantPorts(t, w.next(t), Port{"0.0.0.0", 5432, "db", "tcp"}, Port{"0.0.0.0", 8080, "web", "tcp"})
 }
 
 func TestIPv4AndIPv6Collapse(t *testing.T) {
@@ -233,29 +233,31 @@ func TestIPv4AndIPv6Collapse(t *testing.T) {
 	// Order as engines often report it, IPv6 sometimes first.
 	e.set(web(tcp("::", 8080, 80), tcp("0.0.0.0", 8080, 80), tcp("::", 8443, 443), tcp("0.0.0.0", 8443, 443)))
 	w := start(t, e)
-	wantPorts(t, w.next(t), Port{"0.0.0.0", 8080, "web"}, Port{"0.0.0.0", 8443, "web"})
+	wantPorts(t, w.next(t), Port{"0.0.0.0", 8080, "web", "tcp"}, Port{"0.0.0.0", 8443, "web", "tcp"})
 }
 
-func TestUDPAndUnpublishedIgnored(t *testing.T) {
+func TestUDPReportedUnpublishedAndSCTPIgnored(t *testing.T) {
 	e := newEngine(t)
 	e.set(web(
 		fakePort{IP: "0.0.0.0", PublicPort: 5353, PrivatePort: 53, Type: "udp"},
+		fakePort{IP: "0.0.0.0", PublicPort: 5353, PrivatePort: 53, Type: "tcp"},
+		fakePort{IP: "0.0.0.0", PublicPort: 9999, PrivatePort: 9999, Type: "sctp"},
 		fakePort{PrivatePort: 9000, Type: "tcp"}, // exposed, not published
 		tcp("0.0.0.0", 8080, 80),
 	))
 	w := start(t, e)
-	wantPorts(t, w.next(t), Port{"0.0.0.0", 8080, "web"})
+	wantPorts(t, w.next(t), Port{"0.0.0.0", 5353, "web", "tcp"}, Port{"0.0.0.0", 5353, "web", "udp"}, Port{"0.0.0.0", 8080, "web", "tcp"})
 }
 
 func TestDieRemovesPort(t *testing.T) {
 	e := newEngine(t)
 	e.set(web(tcp("0.0.0.0", 8080, 80)), db(tcp("0.0.0.0", 5432, 5432)))
 	w := start(t, e)
-	wantPorts(t, w.next(t), Port{"0.0.0.0", 5432, "db"}, Port{"0.0.0.0", 8080, "web"})
+	wantPorts(t, w.next(t), Port{"0.0.0.0", 5432, "db", "tcp"}, Port{"0.0.0.0", 8080, "web", "tcp"})
 
 	e.set(db(tcp("0.0.0.0", 5432, 5432)))
 	e.send(t, "die")
-	wantPorts(t, w.next(t), Port{"0.0.0.0", 5432, "db"})
+	wantPorts(t, w.next(t), Port{"0.0.0.0", 5432, "db", "tcp"})
 
 	e.set()
 	e.send(t, "stop")
@@ -268,11 +270,11 @@ func TestNoUpdateWhenSetUnchanged(t *testing.T) {
 	e := newEngine(t)
 	e.set(web(tcp("0.0.0.0", 8080, 80)))
 	w := start(t, e)
-	wantPorts(t, w.next(t), Port{"0.0.0.0", 8080, "web"})
+	wantPorts(t, w.next(t), Port{"0.0.0.0", 8080, "web", "tcp"})
 	e.awaitList(t)
 
-	// Same set, reported in another order and with a new UDP port.
-	e.set(web(fakePort{IP: "0.0.0.0", PublicPort: 5353, PrivatePort: 53, Type: "udp"},
+	// Same set, reported in another order and with an SCTP port.
+	e.set(web(fakePort{IP: "0.0.0.0", PublicPort: 5353, PrivatePort: 53, Type: "sctp"},
 		tcp("::", 8080, 80), tcp("0.0.0.0", 8080, 80)))
 	e.send(t, "start")
 	e.send(t, "pause")
@@ -305,7 +307,7 @@ func TestOtherEventsIgnored(t *testing.T) {
 	}
 	select {
 	case got := <-w.updates:
-		wantPorts(t, got, Port{"0.0.0.0", 8080, "web"})
+		wantPorts(t, got, Port{"0.0.0.0", 8080, "web", "tcp"})
 	default:
 		t.Fatal("no update after start")
 	}
@@ -318,11 +320,11 @@ func TestRenameUpdatesName(t *testing.T) {
 	e := newEngine(t)
 	e.set(web(tcp("0.0.0.0", 8080, 80)))
 	w := start(t, e)
-	wantPorts(t, w.next(t), Port{"0.0.0.0", 8080, "web"})
+	wantPorts(t, w.next(t), Port{"0.0.0.0", 8080, "web", "tcp"})
 
 	e.set(fakeContainer{Names: []string{"/site"}, Ports: []fakePort{tcp("0.0.0.0", 8080, 80)}})
 	e.send(t, "rename")
-	wantPorts(t, w.next(t), Port{"0.0.0.0", 8080, "site"})
+	wantPorts(t, w.next(t), Port{"0.0.0.0", 8080, "site", "tcp"})
 }
 
 func TestStreamEndReturnsError(t *testing.T) {
@@ -371,7 +373,7 @@ func TestPublishedPrefersIPv4AndSmallestName(t *testing.T) {
 		{Names: []string{"/b"}, Ports: []apiPort{{"::", 80, "tcp"}, {"0.0.0.0", 80, "tcp"}}},
 		{Names: []string{"/a"}, Ports: []apiPort{{"0.0.0.0", 80, "tcp"}, {"", 0, "tcp"}}},
 	})
-	wantPorts(t, got, Port{"0.0.0.0", 80, "a"})
+	wantPorts(t, got, Port{"0.0.0.0", 80, "a", "tcp"})
 	if published(nil) == nil {
 		t.Error("published(nil) is nil, want empty")
 	}

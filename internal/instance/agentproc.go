@@ -183,7 +183,7 @@ func (in *Instance) waitAgent(ctx context.Context, exited <-chan error) error {
 			continue
 		}
 		last, lastErr = st, nil
-		if st.Connection.State != agent.ConnUp || mountsPending(st) {
+		if st.Connection.State != agent.ConnUp || pending(st) {
 			continue
 		}
 		return agentFailures(st)
@@ -268,7 +268,8 @@ func (in *Instance) ServeAgent(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go in.exitWhenDestroyed(ctx, cancel)
-	a := &agent.Agent{Dir: in.Dir(), Target: t, Mounts: shares.Mounts, Forwards: shares.Forwards, Log: logger, KeepClock: true}
+	a := &agent.Agent{Dir: in.Dir(), Target: t, Mounts: shares.Mounts, Forwards: shares.Forwards, Log: logger, KeepClock: true,
+		UDP: udpForwards{connect: in.Connect, uri: in.Cfg.LibvirtURI, domain: in.Domain()}}
 	a.Log.Printf("agent for instance %q starting (pid %d)", in.Name(), os.Getpid())
 	err = a.Run(ctx)
 	a.Log.Printf("agent stopping: %v", errOrNil(err))
@@ -324,11 +325,16 @@ func setDetached(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 }
 
-// mountsPending reports whether a shared folder is neither mounted nor
-// failed yet.
-func mountsPending(st agent.Status) bool {
+// pending reports whether a shared folder is neither mounted nor failed
+// yet, or a forward not yet served (UDP ones are added once connected).
+func pending(st agent.Status) bool {
 	for _, m := range st.Mounts {
 		if m.State != agent.Mounted && m.State != agent.Failed {
+			return true
+		}
+	}
+	for _, f := range st.Forwards {
+		if f.State == agent.Pending {
 			return true
 		}
 	}
@@ -348,10 +354,7 @@ func agentFailures(st agent.Status) error {
 		// A port a container publishes may be taken by another program on
 		// the host; status shows it, but up cannot fix it.
 		if f.State == agent.Failed && f.Container == "" {
-			what := fmt.Sprintf("forward %s → guest port %d", f.Host, f.Guest)
-			if f.Container != "" {
-				what = fmt.Sprintf("published port %s of container %s", f.Host, f.Container)
-			}
+			what := fmt.Sprintf("forward %s → guest port %d (%s)", f.Host, f.Guest, f.Proto)
 			lines = append(lines, what+": "+f.Reason)
 		}
 	}
@@ -362,4 +365,38 @@ func agentFailures(st agent.Status) error {
 		return nil
 	}
 	return fmt.Errorf("the VM is up, but the agent could not serve:\n  - %s\n(hint: fix the cause, then devbox up again; devbox status shows the agent's state)", strings.Join(lines, "\n  - "))
+}
+
+// udpForwards changes the VM's UDP forwards through its driver, opening
+// a connection for each change: the agent holds none between them, so a
+// restarted libvirtd costs nothing.
+type udpForwards struct {
+	connect Connector
+	uri     string
+	domain  string
+}
+
+func (u udpForwards) with(ctx context.Context, fn func(vm.Driver) error) error {
+	d, err := u.connect(ctx, u.uri)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return fn(d)
+}
+
+func (u udpForwards) UDPForwards(ctx context.Context) (fwds []vm.UDPForward, err error) {
+	err = u.with(ctx, func(d vm.Driver) error {
+		fwds, err = d.UDPForwards(ctx, u.domain)
+		return err
+	})
+	return fwds, err
+}
+
+func (u udpForwards) AddUDPForward(ctx context.Context, f vm.UDPForward) error {
+	return u.with(ctx, func(d vm.Driver) error { return d.AddUDPForward(ctx, u.domain, f) })
+}
+
+func (u udpForwards) RemoveUDPForward(ctx context.Context, host string) error {
+	return u.with(ctx, func(d vm.Driver) error { return d.RemoveUDPForward(ctx, u.domain, host) })
 }

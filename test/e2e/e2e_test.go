@@ -85,6 +85,7 @@ func TestLifecycle(t *testing.T) {
 	box := boxPath(t)
 	busybox := hostBusybox(t)
 	forwardPort, publishPort := freePort(t), freePort(t)
+	udpForwardPort, udpGuestPort := freeUDPPort(t), freeUDPPort(t)
 	config := fmt.Sprintf(`name: life
 box: %s
 cpus: 2
@@ -95,15 +96,17 @@ user:
 forwards:
   - host: 127.0.0.1:%d
     guest: %d
+  - {host: "%d", guest: %d, proto: udp}
 provision:
   - name: needs-fix
     script: |
       echo "step output before failure"
       test -e /etc/devbox-fixed || exit 5
       echo fixed > /etc/devbox-step-ran
-`, box, forwardPort, publishPort)
+`, box, forwardPort, publishPort, udpForwardPort, udpGuestPort)
 	e := newEnv(t, config)
 	e.forwardPort, e.publishPort = forwardPort, publishPort
+	e.udpForwardPort, e.udpGuestPort = udpForwardPort, udpGuestPort
 	e.cleanup("life")
 
 	// First up: the engine is installed, then the user's step fails.
@@ -167,6 +170,7 @@ provision:
 	})
 
 	t.Run("transparent proxy", func(t *testing.T) { testProxy(t, e, busybox) })
+	t.Run("udp", func(t *testing.T) { testUDP(t, e) })
 	t.Run("hardening", func(t *testing.T) { testHardening(t, e) })
 
 	// Halt, then take the instance's SSH port before starting it again.

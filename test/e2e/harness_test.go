@@ -40,9 +40,12 @@ type env struct {
 	as *hostUser
 	// Ports the proxy test uses: a configured forward to publishPort.
 	forwardPort, publishPort int
-	mu                       sync.Mutex      // guards watched and destroyed
-	watched                  bool            // its end-of-test folder check is registered
-	destroyed                map[string]bool // instances cleanup destroys
+	// The UDP test's: a configured udp forward to udpGuestPort, which a
+	// container publishes.
+	udpForwardPort, udpGuestPort int
+	mu                           sync.Mutex      // guards watched and destroyed
+	watched                      bool            // its end-of-test folder check is registered
+	destroyed                    map[string]bool // instances cleanup destroys
 }
 
 var builtBin string

@@ -26,13 +26,15 @@ type Driver struct {
 	Closed int
 	// OnCall, if set, sees each call after it is recorded (outside the lock).
 	OnCall func(call string)
+	// UDP holds each instance's datagram forwards, by host address.
+	UDP map[string]map[string]int
 }
 
 var _ vm.Driver = (*Driver)(nil)
 
 // New returns an empty fake.
 func New() *Driver {
-	return &Driver{Instances: map[string]*vm.Info{}, Specs: map[string]vm.Spec{}, Fail: map[string]error{}}
+	return &Driver{Instances: map[string]*vm.Info{}, Specs: map[string]vm.Spec{}, Fail: map[string]error{}, UDP: map[string]map[string]int{}}
 }
 
 func (d *Driver) record(method, name string) error {
@@ -235,5 +237,47 @@ func (d *Driver) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.Closed++
+	return nil
+}
+
+// UDPForwards implements vm.Driver.
+func (d *Driver) UDPForwards(ctx context.Context, name string) ([]vm.UDPForward, error) {
+	if err := d.record("UDPForwards", name); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []vm.UDPForward
+	for host, guest := range d.UDP[name] {
+		out = append(out, vm.UDPForward{Host: host, Guest: guest})
+	}
+	return out, nil
+}
+
+// AddUDPForward implements vm.Driver; a host address already forwarded fails.
+func (d *Driver) AddUDPForward(ctx context.Context, name string, f vm.UDPForward) error {
+	if err := d.record("AddUDPForward", name+" "+f.Host); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, taken := d.UDP[name][f.Host]; taken {
+		return fmt.Errorf("udp %s is taken", f.Host)
+	}
+	if d.UDP[name] == nil {
+		d.UDP[name] = map[string]int{}
+	}
+	d.UDP[name][f.Host] = f.Guest
+	return nil
+}
+
+// RemoveUDPForward implements vm.Driver.
+func (d *Driver) RemoveUDPForward(ctx context.Context, name, host string) error {
+	if err := d.record("RemoveUDPForward", name+" "+host); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.UDP[name], host)
 	return nil
 }

@@ -17,6 +17,7 @@ type api interface {
 	DomainGetXMLDesc(dom golibvirt.Domain, flags golibvirt.DomainXMLFlags) (string, error)
 	DomainGetState(dom golibvirt.Domain, flags uint32) (int32, int32, error)
 	DomainCreate(dom golibvirt.Domain) error
+	QEMUDomainMonitorCommand(dom golibvirt.Domain, cmd string, flags uint32) (string, error)
 	DomainResume(dom golibvirt.Domain) error
 	DomainShutdown(dom golibvirt.Domain) error
 	DomainDestroy(dom golibvirt.Domain) error

@@ -4,10 +4,12 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
@@ -28,6 +30,11 @@ type fakeLibvirt struct {
 	// dir, when set, holds a real (empty) file for each created volume,
 	// which StorageVolGetPath names, as a local dir pool does.
 	dir string
+	// udp holds the host forwards the monitor commands made, as
+	// "127.0.0.1:5353" → guest port; taken lists host addresses that
+	// fail to bind.
+	udp   map[string]string
+	taken map[string]bool
 }
 
 var _ api = (*fakeLibvirt)(nil)
@@ -114,8 +121,51 @@ func (f *fakeLibvirt) DomainGetState(dom golibvirt.Domain, _ uint32) (int32, int
 	return int32(golibvirt.DomainShutoff), 0, err
 }
 
-func (f *fakeLibvirt) DomainCreate(golibvirt.Domain) error   { panic("fake: DomainCreate") }
-func (f *fakeLibvirt) DomainResume(golibvirt.Domain) error   { panic("fake: DomainResume") }
+func (f *fakeLibvirt) DomainCreate(golibvirt.Domain) error { panic("fake: DomainCreate") }
+func (f *fakeLibvirt) DomainResume(golibvirt.Domain) error { panic("fake: DomainResume") }
+
+// QEMUDomainMonitorCommand answers the human monitor's hostfwd_add,
+// hostfwd_remove and info usernet as QEMU 7.2 does (its errors are
+// printed, not returned).
+func (f *fakeLibvirt) QEMUDomainMonitorCommand(dom golibvirt.Domain, cmd string, flags uint32) (string, error) {
+	if _, err := f.domain(dom); err != nil {
+		return "", err
+	}
+	if flags != monitorHMP {
+		return "", fmt.Errorf("fake: QMP not spoken")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.udp == nil {
+		f.udp = map[string]string{}
+	}
+	w := strings.Fields(cmd)
+	switch {
+	case cmd == "info usernet":
+		out := "Hub -1 (devboxnet0):\r\n  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\r\n" +
+			"  TCP[HOST_FORWARD]  13       127.0.0.1 40213       10.0.2.15    22     0     0\r\n"
+		for host, guest := range f.udp {
+			h, p, _ := net.SplitHostPort(host)
+			out += fmt.Sprintf("  UDP[HOST_FORWARD]  15 %15s %5s       10.0.2.15 %5s     0     0\r\n", h, p, guest)
+		}
+		return out, nil
+	case len(w) == 3 && w[0] == "hostfwd_add" && w[1] == netdevID && strings.HasPrefix(w[2], "udp:"):
+		host, guest, _ := strings.Cut(strings.TrimPrefix(w[2], "udp:"), "-:")
+		if _, dup := f.udp[host]; dup || f.taken[host] {
+			return "Could not set up host forwarding rule '" + w[2] + "'\r\n", nil
+		}
+		f.udp[host] = guest
+		return "", nil
+	case len(w) == 3 && w[0] == "hostfwd_remove" && w[1] == netdevID:
+		host := strings.TrimPrefix(w[2], "udp:")
+		if _, ok := f.udp[host]; !ok {
+			return "host forwarding rule for " + w[2] + " not found\r\n", nil
+		}
+		delete(f.udp, host)
+		return "host forwarding rule for " + w[2] + " removed\r\n", nil
+	}
+	return "unknown command: '" + cmd + "'\r\n", nil
+}
 func (f *fakeLibvirt) DomainShutdown(golibvirt.Domain) error { panic("fake: DomainShutdown") }
 func (f *fakeLibvirt) DomainDestroy(golibvirt.Domain) error  { panic("fake: DomainDestroy") }
 

@@ -1,0 +1,130 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/dockerports"
+	"github.com/devbox-vm/devbox/internal/testutil"
+	"github.com/devbox-vm/devbox/vm"
+)
+
+// fakeUDP is a VM's table of UDP forwards; a host address in taken
+// cannot be bound.
+type fakeUDP struct {
+	mu    sync.Mutex
+	fwds  map[string]int
+	taken map[string]bool
+}
+
+func (f *fakeUDP) UDPForwards(context.Context) ([]vm.UDPForward, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []vm.UDPForward
+	for h, g := range f.fwds {
+		out = append(out, vm.UDPForward{Host: h, Guest: g})
+	}
+	return out, nil
+}
+
+func (f *fakeUDP) AddUDPForward(_ context.Context, fw vm.UDPForward) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, dup := f.fwds[fw.Host]; dup || f.taken[fw.Host] {
+		return fmt.Errorf("could not set up %s", fw.Host)
+	}
+	f.fwds[fw.Host] = fw.Guest
+	return nil
+}
+
+func (f *fakeUDP) RemoveUDPForward(_ context.Context, host string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.fwds, host)
+	return nil
+}
+
+func (f *fakeUDP) table() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return fmt.Sprint(f.fwds)
+}
+
+func TestUDPForwardsFollowConfigAndContainers(t *testing.T) {
+	var logs testutil.Buffer
+	udp := &fakeUDP{
+		// Left by an earlier agent for a container that is gone.
+		fwds:  map[string]int{"127.0.0.1:7000": 7000},
+		taken: map[string]bool{"127.0.0.1:6000": true},
+	}
+	a := &Agent{Log: log.New(&logs, "", 0), UDP: udp, Forwards: []config.Forward{
+		{Host: "127.0.0.1:5000", Guest: 50, Proto: "udp"},
+		{Host: "127.0.0.1:5001", Guest: 51, Proto: "tcp"},
+	}}
+	a.init()
+	ctx := context.Background()
+	p := newPublisher(ctx, a)
+	defer p.closeAll()
+	a.published = p // as Run does: Status lists the published ports
+
+	p.syncUDP(ctx) // connected: the configured forward only
+	if got, want := udp.table(), "map[127.0.0.1:5000:50]"; got != want {
+		t.Errorf("after connecting: %s, want %s", got, want)
+	}
+	if st := a.Status().Forwards[0]; st.State != Listening || st.Proto != "udp" {
+		t.Errorf("configured udp forward: %+v", st)
+	}
+
+	p.update([]dockerports.Port{
+		{HostPort: 5353, Container: "dns", Proto: "udp"},
+		{HostPort: 5353, Container: "dns", Proto: "tcp"},
+		{HostPort: 6000, Container: "busy", Proto: "udp"},
+		{HostPort: 5000, Container: "clash", Proto: "udp"}, // the configured forward keeps it
+	})
+	if got, want := udp.table(), "map[127.0.0.1:5000:50 127.0.0.1:5353:5353]"; got != want {
+		t.Errorf("after publishing: %s, want %s", got, want)
+	}
+	var udpStates []string
+	for _, st := range a.Status().Forwards {
+		if st.Proto == "udp" {
+			udpStates = append(udpStates, fmt.Sprintf("%s %s %s", st.Host, st.Container, st.State))
+		}
+	}
+	if got, want := strings.Join(udpStates, ", "), "127.0.0.1:5000  listening, 127.0.0.1:5353 dns listening, 127.0.0.1:6000 busy failed"; got != want {
+		t.Errorf("udp statuses: %s, want %s", got, want)
+	}
+	if !strings.Contains(logs.String(), "container busy publishes udp port 6000") {
+		t.Errorf("log lacks the taken port:\n%s", logs.String())
+	}
+
+	// The VM restarted: QEMU has no forwards; the next connection
+	// brings them back.
+	udp.mu.Lock()
+	clear(udp.fwds)
+	udp.mu.Unlock()
+	p.syncUDP(ctx)
+	if got, want := udp.table(), "map[127.0.0.1:5000:50 127.0.0.1:5353:5353]"; got != want {
+		t.Errorf("after a restart: %s, want %s", got, want)
+	}
+
+	p.update(nil) // the containers went
+	if got, want := udp.table(), "map[127.0.0.1:5000:50]"; got != want {
+		t.Errorf("after the containers went: %s, want %s", got, want)
+	}
+}
+
+func TestUDPWithoutForwarderSaysWhy(t *testing.T) {
+	var logs testutil.Buffer
+	a := &Agent{Log: log.New(&logs, "", 0), Forwards: []config.Forward{{Host: "127.0.0.1:5000", Guest: 50, Proto: "udp"}}}
+	a.init()
+	p := newPublisher(context.Background(), a)
+	p.syncUDP(context.Background())
+	if st := a.Status().Forwards[0]; st.State != Failed || !strings.Contains(st.Reason, "driver") {
+		t.Errorf("status %+v", st)
+	}
+}
