@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +51,10 @@ type Agent struct {
 	// with proto: udp, and ports containers publish as UDP). Nil: UDP is
 	// not forwarded, and its forwards say why.
 	UDP UDPForwarder
+	// NameHost makes the host known in the guest as HostNames (see
+	// hostnames.sh): through /etc/hosts, and for containers through a DNS
+	// port the agent serves.
+	NameHost bool
 
 	timing timing // zero fields mean the defaults; tests shorten them
 
@@ -177,11 +182,21 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.setForward(i, Listening, "")
 		start(func() { a.serveForward(ctx, l, "forward "+f.Host, a.dialGuestTCP(guest)) })
 	}
+	dnsPort := 0
+	if a.NameHost {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			a.Log.Printf("WARNING: host names: %v (containers will not resolve %s)", err, strings.Join(HostNames, ", "))
+		} else {
+			dnsPort = pc.LocalAddr().(*net.UDPAddr).Port
+			start(func() { a.serveHostNames(ctx, pc) })
+		}
+	}
 	published := newPublisher(ctx, a)
 	a.mu.Lock()
 	a.published = published
 	a.mu.Unlock()
-	start(func() { a.connectLoop(ctx, published) })
+	start(func() { a.connectLoop(ctx, published, dnsPort) })
 
 	<-ctx.Done()
 	control.Close()
@@ -226,7 +241,7 @@ func listenUnix(path string) (net.Listener, error) {
 // Failed dials back off: up to 2s while the guest boots or is off, up to
 // 30s when something presents another host key, since retrying that at
 // once only fills the log.
-func (a *Agent) connectLoop(ctx context.Context, published *publisher) {
+func (a *Agent) connectLoop(ctx context.Context, published *publisher, dnsPort int) {
 	t := a.timings()
 	var delay time.Duration
 	lastErr := ""                   // the dial failure logged last
@@ -274,6 +289,10 @@ func (a *Agent) connectLoop(ctx context.Context, published *publisher) {
 		// The VM may have been restarted since the last connection,
 		// with a new QEMU and none of the UDP forwards.
 		published.syncUDP(cctx)
+		if dnsPort != 0 {
+			wg.Add(1)
+			go func() { defer wg.Done(); a.nameHost(cctx, c, dnsPort) }()
+		}
 		if a.KeepClock {
 			wg.Add(1)
 			go func() { defer wg.Done(); a.keepClock(cctx, c) }()

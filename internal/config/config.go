@@ -37,6 +37,7 @@ type Config struct {
 	Accel           string    `yaml:"accel"`
 	CPUModel        string    `yaml:"cpu_model"`
 	Offline         bool      `yaml:"offline"`
+	HostNamesFlag   *bool     `yaml:"host_names"`
 	LibvirtURI      string    `yaml:"libvirt_uri"`
 	BootTimeoutText string    `yaml:"boot_timeout"`
 	User            User      `yaml:"user"`
@@ -52,6 +53,13 @@ type Config struct {
 	Dir string `yaml:"-"`
 	// File is the config file's path (not a YAML field).
 	File string `yaml:"-"`
+}
+
+// HostNames reports whether the guest and its containers find the host
+// as host.devbox.internal and host.docker.internal (the default). An
+// offline VM cannot reach the host, so it gets no names.
+func (c *Config) HostNames() bool {
+	return !c.Offline && (c.HostNamesFlag == nil || *c.HostNamesFlag)
 }
 
 // User is the docker-group user created inside the VM.

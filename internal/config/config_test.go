@@ -383,3 +383,24 @@ func TestCPUModel(t *testing.T) {
 		}
 	}
 }
+
+func TestHostNames(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want bool
+	}{
+		{"", true},
+		{"host_names: true\n", true},
+		{"host_names: false\n", false},
+		{"offline: true\n", false}, // an offline VM cannot reach the host
+		{"offline: true\nhost_names: true\n", false},
+	} {
+		c, err := parse(t, "box: x.qcow2\n"+tc.yaml)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.HostNames(); got != tc.want {
+			t.Errorf("%q: HostNames() = %v, want %v", tc.yaml, got, tc.want)
+		}
+	}
+}

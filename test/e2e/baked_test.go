@@ -51,6 +51,11 @@ user:
 			t.Errorf("an offline guest connected to the host's loopback through 10.0.2.2 (guest says reached=%v, host accepted %d)", reached, accepted)
 		}
 	})
+	t.Run("an offline VM gets no host names", func(t *testing.T) {
+		if r := e.run(time.Minute, nil, "ssh", "--", "getent", "hosts", "host.devbox.internal"); r.code == 0 {
+			t.Errorf("host.devbox.internal resolves in an offline VM: %s", r.stdout)
+		}
+	})
 	t.Run("no package was installed in the guest", func(t *testing.T) {
 		// The box ships no apt log; any install at provisioning writes one.
 		r := e.run(time.Minute, nil, "ssh", "--", "cat", "/var/log/apt/history.log")

@@ -171,6 +171,7 @@ provision:
 
 	t.Run("transparent proxy", func(t *testing.T) { testProxy(t, e, busybox) })
 	t.Run("udp", func(t *testing.T) { testUDP(t, e) })
+	t.Run("host names", func(t *testing.T) { testHostNames(t, e, busybox) })
 	t.Run("hardening", func(t *testing.T) { testHardening(t, e) })
 
 	// Halt, then take the instance's SSH port before starting it again.
