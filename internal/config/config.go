@@ -18,6 +18,8 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 
+	"github.com/devbox-vm/devbox/internal/guestenv"
+
 	"github.com/devbox-vm/devbox/boxes"
 	"gopkg.in/yaml.v3"
 )
@@ -45,6 +47,7 @@ type Config struct {
 	Provision       []Step    `yaml:"provision"`
 	Mounts          []Mount   `yaml:"mounts"`
 	Forwards        []Forward `yaml:"forwards"`
+	CACerts         []string  `yaml:"ca_certs"`
 	// Parsed forms of the text fields above, set by Validate.
 	Memory      Size          `yaml:"-"`
 	Disk        Size          `yaml:"-"`
@@ -234,6 +237,11 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Docker.Source == "" {
 		c.Docker.Source = "auto"
+	}
+	for i, p := range c.CACerts {
+		if p != "" && !filepath.IsAbs(p) {
+			c.CACerts[i] = filepath.Join(c.Dir, p)
+		}
 	}
 	for i := range c.Provision {
 		if c.Provision[i].Run == "" {
@@ -428,6 +436,11 @@ func (c *Config) Validate() error {
 	}
 	c.validateMounts(bad)
 	c.validateForwards(bad)
+	for i, path := range c.CACerts {
+		if _, err := guestenv.ReadCerts([]string{path}); err != nil {
+			bad(fmt.Sprintf("ca_certs[%d]", i), "%v", err)
+		}
+	}
 	if errs != nil {
 		errs.ErrorFormat = listErrors
 	}

@@ -404,3 +404,23 @@ func TestHostNames(t *testing.T) {
 		}
 	}
 }
+
+// ca_certs are read at validation: relative to the project, and nothing
+// but CA certificates (devbox.yaml, which the VM can write, names them).
+func TestCACertsRefused(t *testing.T) {
+	dir := projectDir(t)
+	os.WriteFile(filepath.Join(dir, "key.pem"), []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), 0o600)
+	_, err := Parse(strings.NewReader("box: x.qcow2\nca_certs: [key.pem, /nonexistent/ca.pem, /dev/zero]\n"), filepath.Join(dir, "devbox.yaml"))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		"ca_certs[0]: " + filepath.Join(dir, "key.pem") + " holds a PRIVATE KEY block",
+		"ca_certs[1]: /nonexistent/ca.pem",
+		"ca_certs[2]: /dev/zero: not a PEM certificate file",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/devbox-vm/devbox/boxes"
+	"github.com/devbox-vm/devbox/internal/agent"
+	"github.com/devbox-vm/devbox/internal/guestenv"
 	"github.com/devbox-vm/devbox/internal/lockfile"
 	"github.com/devbox-vm/devbox/internal/seed"
 	"github.com/devbox-vm/devbox/provision"
@@ -293,6 +295,11 @@ func (in *Instance) provision(ctx context.Context, c *sshutil.Client, mode Provi
 	if mode == ProvisionSkip {
 		return nil
 	}
+	// The host's proxy and CA certificates go first: installing the
+	// engine may need them, and they change with the host's network.
+	if err := in.applyGuestEnv(ctx, c); err != nil {
+		return err
+	}
 	vm.Checkpoint("provision")
 	if mode == ProvisionAuto {
 		st, err := provision.Check(ctx, c, steps)
@@ -339,4 +346,28 @@ func (in *Instance) Provision(ctx context.Context) error {
 	}
 	defer c.Close()
 	return in.provision(ctx, c, ProvisionForce)
+}
+
+// applyGuestEnv makes the guest use the host's proxy settings and the
+// CA certificates of ca_certs, and removes them once they are unset.
+func (in *Instance) applyGuestEnv(ctx context.Context, c *sshutil.Client) error {
+	var proxy guestenv.Proxy
+	if !in.Cfg.Offline { // an offline VM reaches no proxy
+		var err error
+		if proxy, err = guestenv.ProxyFromEnv(os.Getenv, agent.GuestHostAddress); err != nil {
+			return err
+		}
+	}
+	certs, err := guestenv.ReadCerts(in.Cfg.CACerts)
+	if err != nil {
+		return fmt.Errorf("ca_certs: %w", err)
+	}
+	changed, err := guestenv.Apply(ctx, c, guestenv.GuestFiles(proxy, certs))
+	if err != nil {
+		return err
+	}
+	for _, line := range changed {
+		in.Status.Infof("proxy and certificates: %s", line)
+	}
+	return nil
 }
