@@ -26,7 +26,18 @@ type handler struct {
 
 	guestUID, guestGID int // the ids the mount presents files as; -1 if unknown
 	handles            handles
+	replays            *Replays // host changes being replayed; nil: none
 }
+
+// abs is the absolute host path of name (relative to root).
+func (h *handler) abs(name string) string { return filepath.Join(h.dir, name) }
+
+// changed records that the guest changed name.
+func (h *handler) changed(name string) { h.replays.guestChanged(h.abs(name)) }
+
+// errNotExist is what a stat of a path whose creation is being replayed
+// returns: the guest's kernel must take the create path.
+func errNotExist(op, p string) error { return &fs.PathError{Op: op, Path: p, Err: syscall.ENOENT} }
 
 // rel maps the absolute request path p to a name relative to h.root, or
 // fails with permission denied when p lies outside the folder. A relative p
@@ -142,14 +153,20 @@ func (h *handler) openFile(r *sftp.Request) (*handle, error) {
 	if pf.Read {
 		flag = os.O_RDWR
 	}
-	if pf.Creat {
-		flag |= os.O_CREATE
-	}
-	if pf.Trunc {
-		flag |= os.O_TRUNC
-	}
-	if pf.Excl {
-		flag |= os.O_EXCL
+	replayed := false
+	if _, ok := h.replays.take(h.abs(name), true, ReplayCreate); ok && pf.Creat {
+		// The file was created on the host: open it, create nothing.
+		replayed = true
+	} else {
+		if pf.Creat {
+			flag |= os.O_CREATE
+		}
+		if pf.Trunc {
+			flag |= os.O_TRUNC
+		}
+		if pf.Excl {
+			flag |= os.O_EXCL
+		}
 	}
 	if err := h.handles.acquire(r.Filepath); err != nil {
 		return nil, err
@@ -159,7 +176,12 @@ func (h *handler) openFile(r *sftp.Request) (*handle, error) {
 		h.handles.release()
 		return nil, pathErr("open", r.Filepath, err)
 	}
-	return h.handles.wrap(f), nil
+	hd := h.handles.wrap(f)
+	if !replayed {
+		h.changed(name)
+		hd.onWrite = func() { h.changed(name) }
+	}
+	return hd, nil
 }
 
 // openWrite opens name for writing and clears any setuid or setgid bit of
@@ -221,6 +243,7 @@ func (h *handler) Filecmd(r *sftp.Request) error {
 		if err != nil {
 			return err
 		}
+		h.changed(link)
 		return pathErr(op, r.Target, h.root.Symlink(r.Filepath, link))
 	}
 	if err := h.writable(op, r.Filepath); err != nil {
@@ -230,6 +253,10 @@ func (h *handler) Filecmd(r *sftp.Request) error {
 	if err != nil {
 		return err
 	}
+	if h.replayed(r.Method, h.abs(name)) {
+		return nil
+	}
+	h.changed(name)
 	switch r.Method {
 	case "Setstat":
 		return pathErr(op, r.Filepath, h.setstat(name, r))
@@ -238,6 +265,7 @@ func (h *handler) Filecmd(r *sftp.Request) error {
 		if err != nil {
 			return err
 		}
+		h.changed(target)
 		if r.Method == "Link" {
 			if err := h.linkable(name); err != nil {
 				return pathErr(op, r.Filepath, err)
@@ -253,6 +281,25 @@ func (h *handler) Filecmd(r *sftp.Request) error {
 		return pathErr(op, r.Filepath, h.remove(name, r.Method == "Rmdir"))
 	}
 	return &fs.PathError{Op: op, Path: r.Filepath, Err: syscall.ENOSYS}
+}
+
+// replayed reports whether a request is the guest's helper replaying a
+// host change (see [Replays]); it is answered without touching the host.
+func (h *handler) replayed(method, abs string) bool {
+	var ok bool
+	switch method {
+	case "Setstat":
+		// The helper's truncate, and any time stamp with it: the replay
+		// lasts until the helper says it is done.
+		_, ok = h.replays.take(abs, false, ReplayModify)
+	case "Mkdir":
+		_, ok = h.replays.take(abs, true, ReplayMkdir)
+	case "Remove":
+		_, ok = h.replays.take(abs, true, ReplayRemove)
+	case "Rmdir":
+		_, ok = h.replays.take(abs, true, ReplayRmdir)
+	}
+	return ok
 }
 
 // linkable refuses a hard link to a setuid or setgid file with EPERM: a
@@ -371,9 +418,9 @@ func (h *handler) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
 		}
 		return listerAt(infos), nil
 	case "Stat":
-		fi, err := h.root.Stat(name)
+		fi, err := h.replayedStat(op, r.Filepath, name, h.root.Stat)
 		if err != nil {
-			return nil, pathErr(op, r.Filepath, err)
+			return nil, err
 		}
 		return listerAt{fi}, nil
 	}
@@ -387,11 +434,31 @@ func (h *handler) Lstat(r *sftp.Request) (sftp.ListerAt, error) {
 	if err != nil {
 		return nil, err
 	}
-	fi, err := h.root.Lstat(name)
+	fi, err := h.replayedStat("lstat", r.Filepath, name, h.root.Lstat)
 	if err != nil {
-		return nil, pathErr("lstat", r.Filepath, err)
+		return nil, err
 	}
 	return listerAt{fi}, nil
+}
+
+// replayedStat stats name with stat, as a replay in progress needs it
+// seen: absent while its creation is replayed, present (empty) while its
+// removal is, once it is gone from the host.
+func (h *handler) replayedStat(op, p, name string, stat func(string) (fs.FileInfo, error)) (fs.FileInfo, error) {
+	abs := h.abs(name)
+	if _, ok := h.replays.take(abs, false, ReplayCreate, ReplayMkdir); ok {
+		return nil, errNotExist(op, p)
+	}
+	fi, err := stat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		if rp, ok := h.replays.take(abs, false, ReplayRemove, ReplayRmdir); ok {
+			return goneInfo{name: filepath.Base(abs), dir: rp.kind == ReplayRmdir}, nil
+		}
+	}
+	if err != nil {
+		return nil, pathErr(op, p, err)
+	}
+	return fi, nil
 }
 
 // Readlink returns a symlink's target as stored, wherever it points

@@ -51,16 +51,22 @@ func (handleLimitError) Is(target error) bool { return target == syscall.EMFILE 
 // gives the slot back. Fstat and fsetstat do not reach the file: pkg/sftp
 // turns them into stat and setstat of the path the handle was opened with.
 type handle struct {
-	f      *os.File
-	hs     *handles
-	closed atomic.Bool
+	f       *os.File
+	hs      *handles
+	closed  atomic.Bool
+	onWrite func() // called on each write; nil: nothing to tell
 }
 
 // pkg/sftp closes a handle only if it is an io.Closer.
 var _ io.Closer = (*handle)(nil)
 
-func (h *handle) ReadAt(p []byte, off int64) (int, error)  { return h.f.ReadAt(p, off) }
-func (h *handle) WriteAt(p []byte, off int64) (int, error) { return h.f.WriteAt(p, off) }
+func (h *handle) ReadAt(p []byte, off int64) (int, error) { return h.f.ReadAt(p, off) }
+func (h *handle) WriteAt(p []byte, off int64) (int, error) {
+	if h.onWrite != nil {
+		h.onWrite()
+	}
+	return h.f.WriteAt(p, off)
+}
 
 // Close closes the file and gives its slot back, only the first time.
 func (h *handle) Close() error {

@@ -60,6 +60,10 @@ type Options struct {
 	// connection; each holds a host file descriptor. Zero or less means
 	// DefaultMaxHandles.
 	MaxHandles int
+	// Replays, when set, holds host changes being replayed in the guest
+	// (see [Replays]); the server also records the guest's own changes
+	// there.
+	Replays *Replays
 }
 
 // DefaultMaxHandles is the open-file cap of a connection when
@@ -104,6 +108,7 @@ func ServeOptions(ctx context.Context, rwc io.ReadWriteCloser, root string, opts
 		guestUID: opts.GuestUID,
 		guestGID: opts.GuestGID,
 		handles:  handles{max: opts.MaxHandles},
+		replays:  opts.Replays,
 	}
 	if h.handles.max <= 0 {
 		h.handles.max = DefaultMaxHandles
