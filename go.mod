@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/digitalocean/go-libvirt v0.0.0-20261013170128-efbbdf578ac8
+	github.com/fsnotify/fsnotify v1.10.1
 	github.com/hashicorp/go-multierror v1.1.1
 	github.com/kdomanski/iso9660 v0.4.0
 	github.com/pkg/sftp v1.13.12

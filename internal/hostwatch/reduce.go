@@ -1,0 +1,104 @@
+package hostwatch
+
+import (
+	"os"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// rawEvent is one notification as the platform gave it.
+type rawEvent struct {
+	path string
+	op   fsnotify.Op
+	dir  bool // a removal of a watched folder
+}
+
+// info is what is known of a path now.
+type info struct {
+	exists, dir, symlink bool
+	size                 int64
+}
+
+func lstatInfo(p string) info {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return info{}
+	}
+	return info{exists: true, dir: fi.IsDir(), symlink: fi.Mode()&os.ModeSymlink != 0, size: fi.Size()}
+}
+
+// reduce turns a batch of notifications into the changes to replay, one
+// path at a time in the order the paths first appeared, judged against
+// the path's state now:
+//
+//   - first seen being created, gone now: nothing (a temporary file);
+//   - first seen being created, there now: Create, and Modify for a file;
+//   - there before, gone now: Remove;
+//   - there before, removed or renamed away, and there again now (a save
+//     that renames a new file over the old one): Remove, then Create and
+//     Modify;
+//   - there before and now, written: Modify (one, however many writes);
+//   - only its attributes changed: nothing.
+//
+// A symbolic link is never modified: only created or removed (replaying
+// a write through it would act on whatever it points to).
+func reduce(batch []rawEvent, stat func(string) info) []Change {
+	type seen struct {
+		created, removed, written bool // created: the first event created it
+		wasDir                        bool // it was a watched folder when removed
+	}
+	var order []string
+	by := map[string]*seen{}
+	for _, ev := range batch {
+		s, ok := by[ev.path]
+		if !ok {
+			s = &seen{created: ev.op.Has(fsnotify.Create)}
+			by[ev.path] = s
+			order = append(order, ev.path)
+		}
+		if ev.op.Has(fsnotify.Remove) || ev.op.Has(fsnotify.Rename) {
+			s.removed = true
+			s.wasDir = s.wasDir || ev.dir
+		}
+		if ev.op.Has(fsnotify.Write) {
+			s.written = true
+		}
+	}
+	var out []Change
+	for _, p := range order {
+		s, now := by[p], stat(p)
+		created := func() {
+			out = append(out, Change{Path: p, Kind: Create, Dir: now.dir, Size: now.size})
+			if !now.dir && !now.symlink {
+				out = append(out, Change{Path: p, Kind: Modify, Size: now.size})
+			}
+		}
+		switch {
+		case s.created && !now.exists:
+		case s.created:
+			created()
+		case !now.exists:
+			// What it was is gone with it; a path the batch saw as a
+			// folder's is a folder.
+			out = append(out, Change{Path: p, Kind: Remove, Dir: s.wasDir || holds(p, batch)})
+		case s.removed:
+			out = append(out, Change{Path: p, Kind: Remove, Dir: s.wasDir})
+			created()
+		case s.written && !now.dir && !now.symlink:
+			out = append(out, Change{Path: p, Kind: Modify, Size: now.size})
+		}
+	}
+	return out
+}
+
+// holds reports whether the batch shows p holding something: a path
+// with events under it was a folder.
+func holds(p string, batch []rawEvent) bool {
+	prefix := p + string(os.PathSeparator)
+	for _, ev := range batch {
+		if len(ev.path) > len(prefix) && ev.path[:len(prefix)] == prefix {
+			return true
+		}
+	}
+	return false
+}
