@@ -103,7 +103,11 @@ func printAgentStatus(w io.Writer, st *agent.Status) {
 	fmt.Fprintf(w, "connection:\t%s\n", line)
 	fmt.Fprintf(w, "docker socket:\t%s\n", stateLine(st.Docker.State, st.Docker.Reason))
 	for _, m := range st.Mounts {
-		fmt.Fprintf(w, "shared folder:\t%s (%s): %s\n", m.Host, m.Mode, stateLine(m.State, m.Reason))
+		line := stateLine(m.State, m.Reason)
+		if m.Events != "" {
+			line += "; file events " + m.Events
+		}
+		fmt.Fprintf(w, "shared folder:\t%s (%s): %s\n", m.Host, m.Mode, line)
 	}
 	for _, f := range st.Forwards {
 		what := fmt.Sprintf("%s → guest port %d", f.Host, f.Guest)

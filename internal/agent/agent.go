@@ -55,6 +55,11 @@ type Agent struct {
 	// hostnames.sh): through /etc/hosts, and for containers through a DNS
 	// port the agent serves.
 	NameHost bool
+	// FileEvents replays host changes in read-write shared folders in
+	// the guest, so that its inotify watchers see them; EventsIgnore is
+	// left out (see hostwatch.Ignored).
+	FileEvents   bool
+	EventsIgnore []string
 
 	timing timing // zero fields mean the defaults; tests shorten them
 

@@ -51,7 +51,8 @@ func (a *Agent) serveMount(ctx context.Context, c *sshutil.Client, gen, i int, m
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	served := make(chan error, 1)
-	go func() { served <- ServeMount(mctx, c, m, uid, gid) }()
+	replays := sharedfs.NewReplays()
+	go func() { served <- ServeMount(mctx, c, m, uid, gid, replays) }()
 	checked := make(chan error, 1)
 	go func() { checked <- a.checkMounted(mctx, c, m.Host) }()
 
@@ -62,6 +63,14 @@ func (a *Agent) serveMount(ctx context.Context, c *sshutil.Client, gen, i int, m
 			if cerr == nil {
 				a.Log.Printf("shared folder %s mounted in the guest", m.Host)
 				a.setMount(gen, i, Mounted, "")
+				switch {
+				case m.ReadOnly():
+					a.setMountEvents(gen, i, "off: read-only in the guest")
+				case !a.FileEvents:
+					a.setMountEvents(gen, i, "off: file_events.enabled is false")
+				default:
+					go a.replayEvents(mctx, c, gen, i, m, replays)
+				}
 			} else {
 				a.Log.Printf("WARNING: shared folder %s: %v", m.Host, cerr)
 				a.setMount(gen, i, Failed, cerr.Error())
@@ -150,8 +159,9 @@ func GuestIDs(ctx context.Context, c *sshutil.Client) (uid, gid int, err error) 
 
 // ServeMount mounts m in the guest at the same path (replacing a stale
 // mount left by a dead agent) and serves its files from this process
-// until ctx ends or sshfs in the guest exits.
-func ServeMount(ctx context.Context, c *sshutil.Client, m config.Mount, uid, gid int) error {
+// until ctx ends or sshfs in the guest exits. replays, when set, holds
+// the host changes being replayed in the guest (see replayEvents).
+func ServeMount(ctx context.Context, c *sshutil.Client, m config.Mount, uid, gid int, replays *sharedfs.Replays) error {
 	// The accepted path was resolved when the user accepted it; if a
 	// symlink now stands anywhere on it, it may lead elsewhere: refuse.
 	if real, err := filepath.EvalSymlinks(m.Host); err != nil || real != m.Host {
@@ -163,7 +173,7 @@ func ServeMount(ctx context.Context, c *sshutil.Client, m config.Mount, uid, gid
 		return err
 	}
 	done := make(chan error, 1)
-	opts := sharedfs.Options{ReadOnly: m.ReadOnly(), GuestUID: uid, GuestGID: gid}
+	opts := sharedfs.Options{ReadOnly: m.ReadOnly(), GuestUID: uid, GuestGID: gid, Replays: replays}
 	go func() { done <- sharedfs.ServeOptions(ctx, rwc, m.Host, opts) }()
 	var serveErr error
 	select {

@@ -46,6 +46,9 @@ type MountStatus struct {
 	Mode   string `json:"mode"`  // rw or ro
 	State  string `json:"state"` // Pending, Mounted or Failed
 	Reason string `json:"reason,omitempty"`
+	// Events says whether host changes are replayed in the guest for
+	// inotify: "on (watching N folders)", "limited: why", "off: why".
+	Events string `json:"events,omitempty"`
 }
 
 // ForwardStatus is a configured forward (Guest is the guest port) or a
@@ -211,6 +214,15 @@ func (a *Agent) setMount(gen, i int, state, reason string) {
 		return
 	}
 	a.mounts[i].State, a.mounts[i].Reason = state, reason
+}
+
+func (a *Agent) setMountEvents(gen, i int, events string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if gen != a.gen || a.client == nil {
+		return
+	}
+	a.mounts[i].Events = events
 }
 
 func (a *Agent) setForward(i int, state, reason string) {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,25 +30,26 @@ const FileName = "devbox.yaml"
 
 // Config is the whole of devbox.yaml after defaults.
 type Config struct {
-	Name            string    `yaml:"name"`
-	Box             string    `yaml:"box"`
-	BoxSHA256       string    `yaml:"box_sha256"`
-	CPUs            int       `yaml:"cpus"`
-	MemoryText      string    `yaml:"memory"`
-	DiskText        string    `yaml:"disk"`
-	Arch            string    `yaml:"arch"`
-	Accel           string    `yaml:"accel"`
-	CPUModel        string    `yaml:"cpu_model"`
-	Offline         bool      `yaml:"offline"`
-	HostNamesFlag   *bool     `yaml:"host_names"`
-	LibvirtURI      string    `yaml:"libvirt_uri"`
-	BootTimeoutText string    `yaml:"boot_timeout"`
-	User            User      `yaml:"user"`
-	Docker          Docker    `yaml:"docker"`
-	Provision       []Step    `yaml:"provision"`
-	Mounts          []Mount   `yaml:"mounts"`
-	Forwards        []Forward `yaml:"forwards"`
-	CACerts         []string  `yaml:"ca_certs"`
+	Name            string     `yaml:"name"`
+	Box             string     `yaml:"box"`
+	BoxSHA256       string     `yaml:"box_sha256"`
+	CPUs            int        `yaml:"cpus"`
+	MemoryText      string     `yaml:"memory"`
+	DiskText        string     `yaml:"disk"`
+	Arch            string     `yaml:"arch"`
+	Accel           string     `yaml:"accel"`
+	CPUModel        string     `yaml:"cpu_model"`
+	Offline         bool       `yaml:"offline"`
+	HostNamesFlag   *bool      `yaml:"host_names"`
+	LibvirtURI      string     `yaml:"libvirt_uri"`
+	BootTimeoutText string     `yaml:"boot_timeout"`
+	User            User       `yaml:"user"`
+	Docker          Docker     `yaml:"docker"`
+	Provision       []Step     `yaml:"provision"`
+	Mounts          []Mount    `yaml:"mounts"`
+	Forwards        []Forward  `yaml:"forwards"`
+	CACerts         []string   `yaml:"ca_certs"`
+	FileEvents      FileEvents `yaml:"file_events"`
 	// Parsed forms of the text fields above, set by Validate.
 	Memory      Size          `yaml:"-"`
 	Disk        Size          `yaml:"-"`
@@ -64,6 +66,22 @@ type Config struct {
 func (c *Config) HostNames() bool {
 	return !c.Offline && (c.HostNamesFlag == nil || *c.HostNamesFlag)
 }
+
+// FileEvents says whether changes made on the host in shared folders
+// are replayed in the VM, so that inotify watchers there (hot reload,
+// test runners) see them, and what is left out.
+type FileEvents struct {
+	EnabledFlag *bool    `yaml:"enabled"`
+	Ignore      []string `yaml:"ignore"` // names or paths relative to a shared folder; DefaultEventIgnore when absent
+}
+
+// Enabled reports whether file events are replayed (the default).
+func (f FileEvents) Enabled() bool { return f.EnabledFlag == nil || *f.EnabledFlag }
+
+// DefaultEventIgnore is left out unless file_events.ignore says
+// otherwise: git's store and installed packages change by the thousand,
+// and watchers in the VM ignore them anyway.
+var DefaultEventIgnore = []string{".git", "node_modules"}
 
 // User is the docker-group user created inside the VM.
 type User struct {
@@ -237,6 +255,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Docker.Source == "" {
 		c.Docker.Source = "auto"
+	}
+	if c.FileEvents.Ignore == nil {
+		c.FileEvents.Ignore = DefaultEventIgnore
 	}
 	for i, p := range c.CACerts {
 		if p != "" && !filepath.IsAbs(p) {
@@ -436,6 +457,11 @@ func (c *Config) Validate() error {
 	}
 	c.validateMounts(bad)
 	c.validateForwards(bad)
+	for i, ig := range c.FileEvents.Ignore {
+		if ig == "" || filepath.IsAbs(ig) || slices.Contains(strings.Split(filepath.ToSlash(ig), "/"), "..") {
+			bad(fmt.Sprintf("file_events.ignore[%d]", i), "%q must be a name (node_modules) or a path inside the shared folder (build/cache)", ig)
+		}
+	}
 	for i, path := range c.CACerts {
 		if _, err := guestenv.ReadCerts([]string{path}); err != nil {
 			bad(fmt.Sprintf("ca_certs[%d]", i), "%v", err)

@@ -424,3 +424,29 @@ func TestCACertsRefused(t *testing.T) {
 		}
 	}
 }
+
+func TestFileEvents(t *testing.T) {
+	c, err := parse(t, "box: x.qcow2\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.FileEvents.Enabled() || strings.Join(c.FileEvents.Ignore, ",") != ".git,node_modules" {
+		t.Errorf("defaults: %+v", c.FileEvents)
+	}
+	c, err = parse(t, "box: x.qcow2\nfile_events: {enabled: false, ignore: []}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.FileEvents.Enabled() || len(c.FileEvents.Ignore) != 0 {
+		t.Errorf("off, nothing ignored: %+v", c.FileEvents)
+	}
+	_, err = parse(t, "box: x.qcow2\nfile_events: {ignore: [dist, /etc, ../x, \"\"]}\n")
+	for _, want := range []string{"file_events.ignore[1]", "file_events.ignore[2]", "file_events.ignore[3]"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "ignore[0]") {
+		t.Errorf("a plain name refused: %v", err)
+	}
+}

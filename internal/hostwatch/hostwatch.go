@@ -42,13 +42,9 @@ type Change struct {
 	Path string // absolute
 	Kind Kind
 	Dir  bool
+	Link bool  // a symbolic link (Create only)
 	Size int64 // the file's size after the change (Create and Modify)
 }
-
-// DefaultIgnore is what is not watched unless the config says otherwise:
-// git's own store and installed packages change by the thousand and are
-// what watchers in the guest ignore anyway.
-var DefaultIgnore = []string{".git", "node_modules"}
 
 // Options configure Watch.
 type Options struct {

@@ -17,12 +17,15 @@ import (
 func TestReduce(t *testing.T) {
 	C, W, R, M, A := fsnotify.Create, fsnotify.Write, fsnotify.Remove, fsnotify.Rename, fsnotify.Chmod
 	now := map[string]info{
-		"/p/new":     {exists: true, size: 3},
-		"/p/edited":  {exists: true, size: 10},
-		"/p/saved":   {exists: true, size: 7},
-		"/p/dir":     {exists: true, dir: true},
-		"/p/link":    {exists: true, symlink: true},
-		"/p/touched": {exists: true, size: 1},
+		"/p/new":            {exists: true, size: 3},
+		"/p/edited":         {exists: true, size: 10},
+		"/p/saved":          {exists: true, size: 7},
+		"/p/dir":            {exists: true, dir: true},
+		"/p/link":           {exists: true, symlink: true},
+		"/p/touched":        {exists: true, size: 1},
+		"/p/dir/inside":     {exists: true, size: 1},
+		"/p/dir/sub":        {exists: true, dir: true},
+		"/p/dir/sub/deeper": {exists: true, size: 1},
 	}
 	stat := func(p string) info { return now[p] }
 	batch := []rawEvent{
@@ -36,6 +39,7 @@ func TestReduce(t *testing.T) {
 		{path: "/p/dir", op: C},
 		{path: "/p/link", op: C}, {path: "/p/link", op: W},
 		{path: "/p/touched", op: A},
+		{path: "/p/dir/inside", op: C}, {path: "/p/dir/inside", op: W}, {path: "/p/dir/sub", op: C}, {path: "/p/dir/sub/deeper", op: C},
 	}
 	var got []string
 	for _, c := range reduce(batch, stat) {
@@ -46,7 +50,7 @@ func TestReduce(t *testing.T) {
 		"modify /p/edited dir=false size=10",
 		"remove /p/saved dir=false size=0", "create /p/saved dir=false size=7", "modify /p/saved dir=false size=7",
 		"remove /p/gone dir=false size=0",
-		"remove /p/olddir/x dir=false size=0", "remove /p/olddir dir=true size=0",
+		"remove /p/olddir dir=true size=0",
 		"remove /p/emptydir dir=true size=0",
 		"create /p/dir dir=true size=0",
 		"create /p/link dir=false size=0",
@@ -121,7 +125,7 @@ func TestWatchReportsHostChanges(t *testing.T) {
 	defer cancel()
 	mine := filepath.Join(root, "written-by-guest.txt")
 	watching := make(chan int, 100)
-	go Watch(ctx, root, Options{Ignore: DefaultIgnore, Skip: func(p string) bool { return p == mine },
+	go Watch(ctx, root, Options{Ignore: []string{".git", "node_modules"}, Skip: func(p string) bool { return p == mine },
 		Watching: func(n int) { watching <- n }}, c.report)
 	if n := <-watching; n != 1 {
 		t.Errorf("watching %d folders at start, want 1 (.git is ignored)", n)
@@ -133,13 +137,18 @@ func TestWatchReportsHostChanges(t *testing.T) {
 	c.wait(t, "create "+filepath.Join(root, "b.txt"))
 	os.Remove(filepath.Join(root, "b.txt"))
 	c.wait(t, "remove "+filepath.Join(root, "b.txt"))
-	// A folder made with files in it at once: the files are reported
-	// even if they came before its watch, and the folder is watched.
+	// A folder made with files in it at once is one create (watchers read
+	// a new folder), and is watched from then on, its sub-folders too.
 	os.MkdirAll(filepath.Join(root, "pkg", "sub"), 0o755)
 	os.WriteFile(filepath.Join(root, "pkg", "sub", "c.go"), []byte("package sub"), 0o644)
-	c.wait(t, "create "+filepath.Join(root, "pkg", "sub", "c.go"))
+	got := c.wait(t, "create "+filepath.Join(root, "pkg"))
+	for _, g := range got {
+		if strings.Contains(g, "c.go") {
+			t.Errorf("a file made with its folder reported alone: %q", g)
+		}
+	}
 	os.WriteFile(filepath.Join(root, "pkg", "sub", "c.go"), []byte("package sub // edited"), 0o644)
-	got := c.wait(t, "modify "+filepath.Join(root, "pkg", "sub", "c.go"))
+	c.wait(t, "modify "+filepath.Join(root, "pkg", "sub", "c.go"))
 	// Neither the ignored folder nor the guest's own write is reported.
 	os.WriteFile(filepath.Join(root, ".git", "objects", "x"), []byte("obj"), 0o644)
 	os.WriteFile(mine, []byte("from the guest"), 0o644)

@@ -2,6 +2,7 @@ package hostwatch
 
 import (
 	"os"
+	"path/filepath"
 
 	"github.com/fsnotify/fsnotify"
 )
@@ -38,14 +39,17 @@ func lstatInfo(p string) info {
 //     that renames a new file over the old one): Remove, then Create and
 //     Modify;
 //   - there before and now, written: Modify (one, however many writes);
-//   - only its attributes changed: nothing.
+//   - only its attributes changed: nothing;
+//   - made inside a folder that appeared in the same batch, or gone with
+//     a folder that went in it: nothing (watchers read a new folder when
+//     it appears, and see a folder go).
 //
 // A symbolic link is never modified: only created or removed (replaying
 // a write through it would act on whatever it points to).
 func reduce(batch []rawEvent, stat func(string) info) []Change {
 	type seen struct {
 		created, removed, written bool // created: the first event created it
-		wasDir                        bool // it was a watched folder when removed
+		wasDir                    bool // it was a watched folder when removed
 	}
 	var order []string
 	by := map[string]*seen{}
@@ -64,11 +68,42 @@ func reduce(batch []rawEvent, stat func(string) info) []Change {
 			s.written = true
 		}
 	}
+	// Folders that appeared in this batch: what they hold is not
+	// replayed one by one (an untar or a git checkout makes thousands),
+	// since a watcher in the guest that sees a folder appear reads it, and
+	// finds everything made in it up to now.
+	newDirs := map[string]bool{}
+	for _, p := range order {
+		if by[p].created {
+			if now := stat(p); now.dir {
+				newDirs[p] = true
+			}
+		}
+	}
+	// Likewise folders that went: their content went with them (rm -rf),
+	// and a watcher in the guest sees the folder go.
+	goneDirs := map[string]bool{}
+	for _, p := range order {
+		if s := by[p]; !s.created && (s.wasDir || holds(p, batch)) && !stat(p).exists {
+			goneDirs[p] = true
+		}
+	}
+	within := func(dirs map[string]bool, p string) bool {
+		for d := filepath.Dir(p); d != p && d != "." && d != string(filepath.Separator); p, d = d, filepath.Dir(d) {
+			if dirs[d] {
+				return true
+			}
+		}
+		return false
+	}
 	var out []Change
 	for _, p := range order {
 		s, now := by[p], stat(p)
+		if s.created && within(newDirs, p) || !now.exists && within(goneDirs, p) {
+			continue
+		}
 		created := func() {
-			out = append(out, Change{Path: p, Kind: Create, Dir: now.dir, Size: now.size})
+			out = append(out, Change{Path: p, Kind: Create, Dir: now.dir, Link: now.symlink, Size: now.size})
 			if !now.dir && !now.symlink {
 				out = append(out, Change{Path: p, Kind: Modify, Size: now.size})
 			}

@@ -89,7 +89,8 @@ func (in *Instance) agentConfig(sshPort int) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("start agent: accepted shares: %w (hint: devbox up records them)", err)
 	}
-	return fmt.Sprintf("%sssh-port=%d\nhost-names=%v\n", accepted, sshPort, in.Cfg.HostNames()), nil
+	return fmt.Sprintf("%sssh-port=%d\nhost-names=%v\nfile-events=%v %q\n", accepted, sshPort, in.Cfg.HostNames(),
+		in.Cfg.FileEvents.Enabled(), in.Cfg.FileEvents.Ignore), nil
 }
 
 // StartAgent starts the agent detached unless one already answers with
@@ -110,7 +111,7 @@ func (in *Instance) StartAgent(ctx context.Context) error {
 		st, qerr := agent.QueryStatus(ctx, in.Dir())
 		switch {
 		case string(served) != want:
-			in.Status.Infof("shared folders, forwards, host_names or the SSH port changed: restarting the agent")
+			in.Status.Infof("shared folders, forwards, host_names, file_events or the SSH port changed: restarting the agent")
 		case qerr == nil && agentFailures(st) != nil:
 			in.Status.Infof("the agent could not serve everything before: restarting it")
 		default:
@@ -269,7 +270,8 @@ func (in *Instance) ServeAgent(ctx context.Context) error {
 	defer cancel()
 	go in.exitWhenDestroyed(ctx, cancel)
 	a := &agent.Agent{Dir: in.Dir(), Target: t, Mounts: shares.Mounts, Forwards: shares.Forwards, Log: logger, KeepClock: true,
-		UDP: udpForwards{connect: in.Connect, uri: in.Cfg.LibvirtURI, domain: in.Domain()}, NameHost: in.Cfg.HostNames()}
+		UDP: udpForwards{connect: in.Connect, uri: in.Cfg.LibvirtURI, domain: in.Domain()}, NameHost: in.Cfg.HostNames(),
+		FileEvents: in.Cfg.FileEvents.Enabled(), EventsIgnore: in.Cfg.FileEvents.Ignore}
 	a.Log.Printf("agent for instance %q starting (pid %d)", in.Name(), os.Getpid())
 	err = a.Run(ctx)
 	a.Log.Printf("agent stopping: %v", errOrNil(err))

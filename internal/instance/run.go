@@ -71,7 +71,7 @@ func (in *Instance) Run(ctx context.Context, args []string, opts RunOptions) (in
 	}
 	mctx, stopMount := context.WithCancel(ctx)
 	mounted := make(chan error, 1)
-	go func() { mounted <- agent.ServeMount(mctx, c, m, uid, gid) }()
+	go func() { mounted <- agent.ServeMount(mctx, c, m, uid, gid, nil) }()
 	defer func() { stopMount(); <-mounted }()
 	return c.RunSignals(ctx, waitMountScript(m.Host)+cmd, stdinOrNil(opts.Stdin), opts.Stdout, opts.Stderr, opts.PTY, opts.Signals)
 }

@@ -3,6 +3,7 @@ package sharedfs
 import (
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -127,6 +128,25 @@ func (r *Replays) take(path string, consume bool, kinds ...ReplayKind) (replay, 
 		}
 	}
 	return replay{}, false
+}
+
+// removingUnder reports whether a removal is being replayed under the
+// folder path: a folder that went from the host with what it held is
+// still shown, until the replays in it are done.
+func (r *Replays) removingUnder(path string) bool {
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prefix := path + string(filepath.Separator)
+	now := r.now()
+	for p, rp := range r.pending {
+		if (rp.kind == ReplayRemove || rp.kind == ReplayRmdir) && strings.HasPrefix(p, prefix) && !now.After(rp.until) {
+			return true
+		}
+	}
+	return false
 }
 
 // goneInfo is what a stat of a file or folder that a replayed removal is

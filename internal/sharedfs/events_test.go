@@ -78,6 +78,19 @@ func TestReplaysDoNotTouchTheHost(t *testing.T) {
 		t.Errorf("a remove replay deleted a host file: %q", got)
 	}
 
+	// A folder gone with a file in it whose removal is being replayed
+	// is still shown, so the guest can reach the file.
+	must(t, os.MkdirAll(f.p("gonedir/deep"), 0o755))
+	must(t, os.RemoveAll(f.p("gonedir")))
+	r.Expect(f.p("gonedir/deep/x"), ReplayRemove, 0)
+	if fi, err := f.c.Lstat(f.p("gonedir/deep")); err != nil || !fi.IsDir() {
+		t.Errorf("lstat of a folder above a remove replay: %v %v", fi, err)
+	}
+	r.Done(f.p("gonedir/deep/x"))
+	if _, err := f.c.Lstat(f.p("gonedir")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after the replay, the gone folder: %v", err)
+	}
+
 	// Folders.
 	must(t, os.Mkdir(f.p("newdir"), 0o755))
 	r.Expect(f.p("newdir"), ReplayMkdir, 0)

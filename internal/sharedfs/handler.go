@@ -153,11 +153,13 @@ func (h *handler) openFile(r *sftp.Request) (*handle, error) {
 	if pf.Read {
 		flag = os.O_RDWR
 	}
-	replayed := false
-	if _, ok := h.replays.take(h.abs(name), true, ReplayCreate); ok && pf.Creat {
-		// The file was created on the host: open it, create nothing.
-		replayed = true
-	} else {
+	// The helper's open, replaying a host change: the file was created
+	// or written on the host; open it, create or truncate nothing.
+	_, replayed := h.replays.take(h.abs(name), true, ReplayCreate)
+	if !replayed {
+		_, replayed = h.replays.take(h.abs(name), false, ReplayModify)
+	}
+	if !replayed {
 		if pf.Creat {
 			flag |= os.O_CREATE
 		}
@@ -453,6 +455,9 @@ func (h *handler) replayedStat(op, p, name string, stat func(string) (fs.FileInf
 	if errors.Is(err, fs.ErrNotExist) {
 		if rp, ok := h.replays.take(abs, false, ReplayRemove, ReplayRmdir); ok {
 			return goneInfo{name: filepath.Base(abs), dir: rp.kind == ReplayRmdir}, nil
+		}
+		if h.replays.removingUnder(abs) {
+			return goneInfo{name: filepath.Base(abs), dir: true}, nil
 		}
 	}
 	if err != nil {

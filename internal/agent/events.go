@@ -1,0 +1,192 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	_ "embed"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/hostwatch"
+	"github.com/devbox-vm/devbox/internal/sharedfs"
+	"github.com/devbox-vm/devbox/sshutil"
+)
+
+//go:embed replay.py
+var replayHelper string
+
+// echoWindow is how long after the guest changed a path through the
+// server a host event on it is taken for the echo of that change.
+const echoWindow = 2 * time.Second
+
+// replayOp is one request to the guest's helper.
+type replayOp struct {
+	op   string // modify, create, mkdir, remove, rmdir
+	kind sharedfs.ReplayKind
+}
+
+// replayOps are the helper's requests that re-enact c in the guest.
+func replayOps(c hostwatch.Change) []replayOp {
+	switch {
+	case c.Kind == hostwatch.Create && c.Dir:
+		return []replayOp{{"mkdir", sharedfs.ReplayMkdir}}
+	case c.Kind == hostwatch.Create && c.Link:
+		return nil // following it could reach anything; a new link raises no event
+	case c.Kind == hostwatch.Create:
+		return []replayOp{{"create", sharedfs.ReplayCreate}}
+	case c.Kind == hostwatch.Modify:
+		return []replayOp{{"modify", sharedfs.ReplayModify}}
+	case c.Kind == hostwatch.Remove && c.Dir:
+		return []replayOp{{"rmdir", sharedfs.ReplayRmdir}}
+	case c.Kind == hostwatch.Remove:
+		return []replayOp{{"remove", sharedfs.ReplayRemove}}
+	}
+	return nil
+}
+
+// replayEvents watches shared folder m on the host and replays its
+// changes in the guest (see sharedfs.Replays) until ctx ends.
+func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int, m config.Mount, replays *sharedfs.Replays) {
+	if code, err := c.Run(ctx, "command -v python3 >/dev/null", nil, io.Discard, io.Discard); err != nil || code != 0 {
+		if ctx.Err() == nil {
+			a.Log.Printf("WARNING: file events of %s: no python3 in the guest, host changes raise no inotify events there", m.Host)
+			a.setMountEvents(gen, i, "off: no python3 in the guest")
+		}
+		return
+	}
+	rwc, wait, err := c.Pipe(ctx, "sudo -n python3 -u -c "+shellQuote(replayHelper))
+	if err != nil {
+		if ctx.Err() == nil {
+			a.Log.Printf("WARNING: file events of %s: %v", m.Host, err)
+			a.setMountEvents(gen, i, "off: "+err.Error())
+		}
+		return
+	}
+	defer func() { rwc.Close(); wait() }()
+	acks := bufio.NewReader(rwc)
+
+	batches := make(chan []hostwatch.Change, 16)
+	watchDone := make(chan error, 1)
+	limited := ""
+	opts := hostwatch.Options{
+		Ignore: a.EventsIgnore,
+		Skip:   func(p string) bool { return replays.ChangedByGuest(p, echoWindow) },
+		Warn: func(msg string) {
+			a.Log.Printf("WARNING: %s", msg)
+			limited = msg
+		},
+		Watching: func(n int) {
+			st := fmt.Sprintf("on (watching %d folders)", n)
+			if limited != "" {
+				st = "limited: " + limited
+			}
+			a.setMountEvents(gen, i, st)
+		},
+	}
+	go func() {
+		watchDone <- hostwatch.Watch(ctx, m.Host, opts, func(cs []hostwatch.Change) {
+			select {
+			case batches <- cs:
+			case <-ctx.Done():
+			}
+		})
+	}()
+	a.Log.Printf("replaying host changes under %s in the guest (ignoring %s)", m.Host, strings.Join(a.EventsIgnore, ", "))
+	failed := dedup{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case err := <-watchDone:
+			if err != nil && ctx.Err() == nil {
+				a.Log.Printf("WARNING: file events of %s: %v", m.Host, err)
+				a.setMountEvents(gen, i, "off: "+err.Error())
+			}
+			return
+		case cs := <-batches:
+			if err := a.replayBatch(rwc, acks, replays, cs, &failed); err != nil {
+				if ctx.Err() == nil {
+					a.Log.Printf("file events of %s: the guest's helper ended: %v", m.Host, err)
+				}
+				return
+			}
+		}
+	}
+}
+
+// replayBatch sends the helper the requests for cs and waits for their
+// answers. Requests go in waves in which each path appears once (a new
+// file's create, then its modify), so that the server knows, for every
+// path, the one replay it is about to see, and none lies in another's
+// folder: the helper runs a wave's requests at once, and a folder's
+// mkdir must be done before a create in it.
+func (a *Agent) replayBatch(w io.Writer, acks *bufio.Reader, replays *sharedfs.Replays, cs []hostwatch.Change, failed *dedup) error {
+	type request struct {
+		op     replayOp
+		change hostwatch.Change
+	}
+	var waves [][]request
+	var wave []request
+	inWave := map[string]bool{}
+	for _, ch := range cs {
+		for _, op := range replayOps(ch) {
+			if inWave[ch.Path] || hasAncestorIn(ch.Path, inWave) {
+				waves, wave, inWave = append(waves, wave), nil, map[string]bool{}
+			}
+			wave = append(wave, request{op, ch})
+			inWave[ch.Path] = true
+		}
+	}
+	waves = append(waves, wave)
+	for _, wave := range waves {
+		var out bytes.Buffer
+		for id, r := range wave {
+			replays.Expect(r.change.Path, r.op.kind, r.change.Size)
+			fmt.Fprintf(&out, "%d\x00%s\x00%s\x00%d\x00", id, r.op.op, r.change.Path, r.change.Size)
+		}
+		_, err := w.Write(out.Bytes())
+		for n := 0; err == nil && n < len(wave); n++ {
+			var line string
+			if line, err = acks.ReadString('\n'); err != nil {
+				break
+			}
+			idText, msg, _ := strings.Cut(strings.TrimSpace(line), " ")
+			id, perr := strconv.Atoi(idText)
+			if perr != nil || id < 0 || id >= len(wave) {
+				err = fmt.Errorf("unreadable answer %q", line)
+				break
+			}
+			r := wave[id]
+			replays.Done(r.change.Path)
+			if msg != "ok" && failed.first(fmt.Errorf("%s: %s", r.op.op, msg)) {
+				// The guest's view differed (its kernel still had the
+				// file, or the folder went first); the next change brings
+				// them together. Logged once until another kind comes.
+				a.Log.Printf("file events: replaying %s of %s: %s (further failures like it are not logged)", r.op.op, r.change.Path, msg)
+			}
+		}
+		if err != nil {
+			for _, r := range wave {
+				replays.Done(r.change.Path)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// hasAncestorIn reports whether a folder holding p is in set.
+func hasAncestorIn(p string, set map[string]bool) bool {
+	for d := filepath.Dir(p); d != p; p, d = d, filepath.Dir(d) {
+		if set[d] {
+			return true
+		}
+	}
+	return false
+}
