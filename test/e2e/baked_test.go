@@ -76,6 +76,7 @@ user:
 			t.Errorf("docker run: %q", got)
 		}
 	})
+	t.Run("host changes raise inotify events in the VM and in containers", func(t *testing.T) { testFileEvents(t, e) })
 	t.Run("the guest's clock is set after a pause", func(t *testing.T) {
 		// Offline: no NTP could fix it. The agent notices and sets it.
 		if off, err := guestClockOffset(e); err != nil || off > time.Second || off < -time.Second {
