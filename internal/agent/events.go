@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/devbox-vm/devbox/internal/config"
@@ -71,7 +72,9 @@ func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int,
 	defer func() { rwc.Close(); wait() }()
 	acks := bufio.NewReader(rwc)
 
-	batches := make(chan []hostwatch.Change, 16)
+	// The watcher hands changes over without waiting for the replays
+	// (its notifications must be taken as they come, see hostwatch.Watch).
+	var queue changeQueue
 	watchDone := make(chan error, 1)
 	limited := ""
 	opts := hostwatch.Options{
@@ -90,12 +93,7 @@ func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int,
 		},
 	}
 	go func() {
-		watchDone <- hostwatch.Watch(ctx, m.Host, opts, func(cs []hostwatch.Change) {
-			select {
-			case batches <- cs:
-			case <-ctx.Done():
-			}
-		})
+		watchDone <- hostwatch.Watch(ctx, m.Host, opts, queue.add)
 	}()
 	a.Log.Printf("replaying host changes under %s in the guest (ignoring %s)", m.Host, strings.Join(a.EventsIgnore, ", "))
 	failed := dedup{}
@@ -109,8 +107,8 @@ func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int,
 				a.setMountEvents(gen, i, "off: "+err.Error())
 			}
 			return
-		case cs := <-batches:
-			if err := a.replayBatch(rwc, acks, replays, cs, &failed); err != nil {
+		case <-queue.ready():
+			if err := a.replayBatch(rwc, acks, replays, queue.take(), &failed); err != nil {
 				if ctx.Err() == nil {
 					a.Log.Printf("file events of %s: the guest's helper ended: %v", m.Host, err)
 				}
@@ -189,4 +187,40 @@ func hasAncestorIn(p string, set map[string]bool) bool {
 		}
 	}
 	return false
+}
+
+// changeQueue holds changes waiting to be replayed; adding never blocks.
+type changeQueue struct {
+	mu      sync.Mutex
+	changes []hostwatch.Change
+	signal  chan struct{} // holds a token while changes wait
+	once    sync.Once
+}
+
+func (q *changeQueue) init() { q.once.Do(func() { q.signal = make(chan struct{}, 1) }) }
+
+func (q *changeQueue) add(cs []hostwatch.Change) {
+	q.init()
+	q.mu.Lock()
+	q.changes = append(q.changes, cs...)
+	q.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+// ready is readable while changes wait.
+func (q *changeQueue) ready() <-chan struct{} {
+	q.init()
+	return q.signal
+}
+
+// take returns the waiting changes, oldest first, and empties the queue.
+func (q *changeQueue) take() []hostwatch.Change {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	cs := q.changes
+	q.changes = nil
+	return cs
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/internal/dockerports"
+	"github.com/devbox-vm/devbox/internal/hostwatch"
 	"github.com/devbox-vm/devbox/internal/testutil"
 	"github.com/devbox-vm/devbox/vm"
 )
@@ -126,5 +127,24 @@ func TestUDPWithoutForwarderSaysWhy(t *testing.T) {
 	p.syncUDP(context.Background())
 	if st := a.Status().Forwards[0]; st.State != Failed || !strings.Contains(st.Reason, "driver") {
 		t.Errorf("status %+v", st)
+	}
+}
+
+func TestChangeQueueNeverBlocks(t *testing.T) {
+	var q changeQueue
+	for i := 0; i < 1000; i++ { // nobody takes: adding must not wait
+		q.add([]hostwatch.Change{{Path: fmt.Sprint(i)}})
+	}
+	select {
+	case <-q.ready():
+	default:
+		t.Fatal("not ready with changes waiting")
+	}
+	got := q.take()
+	if len(got) != 1000 || got[0].Path != "0" || got[999].Path != "999" {
+		t.Errorf("took %d changes, first %v", len(got), got[0])
+	}
+	if len(q.take()) != 0 {
+		t.Error("changes left after take")
 	}
 }

@@ -52,7 +52,9 @@ type Options struct {
 	// and paths relative to the root ("build/cache"); nothing under them
 	// is watched or reported.
 	Ignore []string
-	// Skip drops a change (the guest's own, echoed by the host).
+	// Skip drops a notification on arrival (the guest's own change,
+	// echoed by the host); it is asked as each one comes, so it can judge
+	// by the time.
 	Skip func(path string) bool
 	// Window is how long changes gather before they are reported
 	// (100ms when zero); a change is reported at most that long after it
@@ -76,7 +78,9 @@ type watcher struct {
 }
 
 // Watch reports root's changes to report, in batches, until ctx ends. It
-// fails only when it cannot start.
+// fails only when it cannot start. report must not block for long: the
+// platform's queue of notifications fills meanwhile, and Skip judges
+// each by when it comes.
 func Watch(ctx context.Context, root string, opts Options, report func([]Change)) error {
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -101,12 +105,18 @@ func Watch(ctx context.Context, root string, opts Options, report func([]Change)
 			if w.ignored(ev.Name) {
 				continue
 			}
-			batch = append(batch, rawEvent{path: ev.Name, op: ev.Op, dir: w.dirs[ev.Name]})
+			if !w.skip(ev.Name) {
+				batch = append(batch, rawEvent{path: ev.Name, op: ev.Op, dir: w.dirs[ev.Name]})
+			}
 			if ev.Op.Has(fsnotify.Create) {
 				// A new folder: watch it at once, and report what was
 				// made in it before the watch was there.
 				if fi, err := os.Lstat(ev.Name); err == nil && fi.IsDir() {
-					w.addTree(ev.Name, func(p string) { batch = append(batch, rawEvent{path: p, op: fsnotify.Create}) })
+					w.addTree(ev.Name, func(p string) {
+						if !w.skip(p) {
+							batch = append(batch, rawEvent{path: p, op: fsnotify.Create})
+						}
+					})
 				}
 			}
 			if ev.Op.Has(fsnotify.Remove) || ev.Op.Has(fsnotify.Rename) {
@@ -129,15 +139,6 @@ func Watch(ctx context.Context, root string, opts Options, report func([]Change)
 			flush = nil
 			changes := reduce(batch, lstatInfo)
 			batch = nil
-			if w.opts.Skip != nil {
-				kept := changes[:0]
-				for _, c := range changes {
-					if !w.opts.Skip(c.Path) {
-						kept = append(kept, c)
-					}
-				}
-				changes = kept
-			}
 			if len(changes) > 0 {
 				report(changes)
 			}
@@ -184,6 +185,8 @@ func (w *watcher) addTree(dir string, found func(string)) {
 			w.root, len(w.dirs), skipped, limitName(), limitHint(syscall.ENOSPC)))
 	}
 }
+
+func (w *watcher) skip(p string) bool { return w.opts.Skip != nil && w.opts.Skip(p) }
 
 func (w *watcher) watching() {
 	if w.opts.Watching != nil {

@@ -173,6 +173,9 @@ func (h *handler) openFile(r *sftp.Request) (*handle, error) {
 	if err := h.handles.acquire(r.Filepath); err != nil {
 		return nil, err
 	}
+	if !replayed {
+		h.changed(name) // before the host sees it: the watcher must know it is the guest's
+	}
 	f, err := h.openWrite(name, flag, createPerm(r.Attrs))
 	if err != nil {
 		h.handles.release()
@@ -180,7 +183,6 @@ func (h *handler) openFile(r *sftp.Request) (*handle, error) {
 	}
 	hd := h.handles.wrap(f)
 	if !replayed {
-		h.changed(name)
 		hd.onWrite = func() { h.changed(name) }
 	}
 	return hd, nil
