@@ -136,10 +136,11 @@ func (in *Instance) target(info vm.Info) (sshutil.Target, error) {
 		user = in.Cfg.User.Name
 	}
 	return sshutil.Target{
-		Addr:    fmt.Sprintf("127.0.0.1:%d", info.SSHPort),
-		User:    user,
-		KeyFile: in.keyFile(),
-		HostKey: host.Public,
+		Addr:     fmt.Sprintf("127.0.0.1:%d", info.SSHPort),
+		User:     user,
+		KeyFile:  in.keyFile(),
+		HostKey:  host.Public,
+		Emulated: info.Accel == "tcg",
 	}, nil
 }
 

@@ -96,6 +96,11 @@ func (f proxyFigures) report(b *testing.B) {
 	b.ReportMetric(f.run.Seconds()/f.controlMaster.Seconds(), "run-ratio-vs-controlmaster")
 	b.ReportMetric(f.run.Seconds()/f.newSSH.Seconds(), "run-ratio-vs-new-ssh")
 	b.ReportMetric(f.dockerHost.Seconds()/f.dockerGuest.Seconds(), "docker-version-ratio-host-vs-guest")
+	// The shared folder against the VM's own disk (issue targets: small
+	// files at most 3x, sequential at least 0.5 of the disk's rate).
+	b.ReportMetric(f.smallWriteShared.Seconds()/f.smallWriteVM.Seconds(), "share-small-files-x-vm-disk")
+	b.ReportMetric(f.bigWriteVM.Seconds()/f.bigWriteShared.Seconds(), "share-write-fraction-of-vm-disk")
+	b.ReportMetric(f.bigReadVM.Seconds()/f.bigReadShared.Seconds(), "share-read-fraction-of-vm-disk")
 	b.Logf("\n%-44s %10s\n%-44s %10s\n%-44s %10s   ratio run/ControlMaster %.2f, run/new ssh %.2f\n"+
 		"%-44s %10s\n%-44s %10s   ratio %.2f\n"+
 		"%-44s %7.1f MiB/s (VM disk %.1f MiB/s)\n%-44s %7.1f MiB/s (VM disk %.1f MiB/s)\n%-44s %10s (VM disk %s)",
