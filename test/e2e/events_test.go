@@ -7,7 +7,6 @@ import (
 	"context"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -68,18 +67,6 @@ func (l *eventLog) await(t *testing.T, who string, within time.Duration, want ..
 	}
 }
 
-// buildInotifylog builds the inotifylog command for the guest into dir and
-// returns the binary's path there.
-func buildInotifylog(t *testing.T, dir string) string {
-	bin := filepath.Join(dir, "inotifylog")
-	build := exec.Command("go", "build", "-o", bin, "./inotifylog")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build inotifylog: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // testFileEvents: changes made on the host in the shared folder raise the
 // matching inotify events in the VM and in a container that bind-mounts
 // the folder; the guest's own writes are not echoed back; ignored
@@ -91,7 +78,7 @@ func testFileEvents(t *testing.T, e *env) {
 	os.WriteFile(filepath.Join(watched, "old.txt"), []byte("old\n"), 0o644)
 	tools := filepath.Join(e.project, ".tools")
 	os.MkdirAll(tools, 0o755)
-	bin := buildInotifylog(t, tools)
+	bin := buildTool(t, "inotifylog", "amd64", tools)
 
 	// In the VM, over devbox ssh.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -113,13 +100,7 @@ func testFileEvents(t *testing.T, e *env) {
 	go inVM.follow(out)
 
 	// In a container, through the host's docker.
-	img := t.TempDir()
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(img, "inotifylog"), data, 0o755)
-	os.WriteFile(filepath.Join(img, "Dockerfile"), []byte("FROM scratch\nCOPY inotifylog /inotifylog\nENTRYPOINT [\"/inotifylog\"]\n"), 0o644)
+	img := toolImage(t, "inotifylog", "amd64")
 	hostDocker(t, e, "build", "-q", "-t", "e2e-inotifylog", img)
 	hostDocker(t, e, "run", "-d", "--name", "watcher", "-v", e.project+":/w", "e2e-inotifylog", "/w/watched")
 	t.Cleanup(func() { dockerCmd(context.Background(), e, "rm", "-f", "watcher").Run() })

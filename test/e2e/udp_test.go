@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -25,16 +26,24 @@ func freeUDPPort(t testing.TB) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
-// udpEchoImage is a build folder for a FROM-scratch image of the udpecho
-// command, built for the guest's arch (goarch).
-func udpEchoImage(t *testing.T, goarch string) string {
-	dir := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "udpecho"), "./udpecho")
+// buildTool builds the test command in ./name (a static Linux binary for
+// goarch) into dir and returns its path.
+func buildTool(t *testing.T, name, goarch, dir string) string {
+	bin := filepath.Join(dir, name)
+	build := exec.Command("go", "build", "-o", bin, "./"+name)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build udpecho: %v\n%s", err, out)
+		t.Fatalf("go build %s: %v\n%s", name, err, out)
 	}
-	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY udpecho /udpecho\nENTRYPOINT [\"/udpecho\"]\n"), 0o644)
+	return bin
+}
+
+// toolImage is a build folder for a FROM-scratch image whose entry point
+// is the test command name, built for goarch.
+func toolImage(t *testing.T, name, goarch string) string {
+	dir := t.TempDir()
+	buildTool(t, name, goarch, dir)
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(fmt.Sprintf("FROM scratch\nCOPY %s /%s\nENTRYPOINT [\"/%s\"]\n", name, name, name)), 0o644)
 	return dir
 }
 
@@ -75,7 +84,7 @@ func udpAsk(addr, msg string, within time.Duration) (string, error) {
 // it) answers through the configured forward with proto: udp; when the
 // container goes, its port is no longer forwarded.
 func testUDP(t *testing.T, e *env) {
-	hostDocker(t, e, "build", "-q", "-t", "e2e-udpecho", udpEchoImage(t, "amd64"))
+	hostDocker(t, e, "build", "-q", "-t", "e2e-udpecho", toolImage(t, "udpecho", "amd64"))
 	published := strconv.Itoa(freeUDPPort(t))
 	hostDocker(t, e, "run", "-d", "--name", "udpecho", "-p", published+":7/udp", "e2e-udpecho")
 	t.Cleanup(func() { dockerCmd(context.Background(), e, "rm", "-f", "udpecho").Run() })
