@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command inotifylog prints the inotify events of the folders named on
 // its command line, one line each ("CREATE dir/name"), after a line
 // "ready" once every watch is set: the end-to-end tests' watcher, run in
