@@ -51,15 +51,28 @@ func replayOps(c hostwatch.Change) []replayOp {
 	return nil
 }
 
+// keepReplaying runs replayEvents until ctx ends, starting the guest's
+// helper again 5 s after it ended by itself.
+func (a *Agent) keepReplaying(ctx context.Context, c *sshutil.Client, gen, i int, m config.Mount, replays *sharedfs.Replays) {
+	for a.replayEvents(ctx, c, gen, i, m, replays) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
 // replayEvents watches shared folder m on the host and replays its
-// changes in the guest (see sharedfs.Replays) until ctx ends.
-func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int, m config.Mount, replays *sharedfs.Replays) {
+// changes in the guest (see sharedfs.Replays) until ctx ends. It returns
+// true when the guest's helper ended while the connection lasts.
+func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int, m config.Mount, replays *sharedfs.Replays) (again bool) {
 	if code, err := c.Run(ctx, "command -v python3 >/dev/null", nil, io.Discard, io.Discard); err != nil || code != 0 {
 		if ctx.Err() == nil {
 			a.Log.Printf("WARNING: file events of %s: no python3 in the guest, host changes raise no inotify events there", m.Host)
 			a.setMountEvents(gen, i, "off: no python3 in the guest")
 		}
-		return
+		return false
 	}
 	rwc, wait, err := c.Pipe(ctx, "sudo -n python3 -u -c "+shellQuote(replayHelper))
 	if err != nil {
@@ -67,10 +80,12 @@ func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int,
 			a.Log.Printf("WARNING: file events of %s: %v", m.Host, err)
 			a.setMountEvents(gen, i, "off: "+err.Error())
 		}
-		return
+		return false
 	}
 	defer func() { rwc.Close(); wait() }()
 	acks := bufio.NewReader(rwc)
+	ctx, stopWatch := context.WithCancel(ctx) // the watcher ends with the helper
+	defer stopWatch()
 
 	// The watcher hands changes over without waiting for the replays
 	// (its notifications must be taken as they come, see hostwatch.Watch).
@@ -100,19 +115,20 @@ func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int,
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case err := <-watchDone:
 			if err != nil && ctx.Err() == nil {
 				a.Log.Printf("WARNING: file events of %s: %v", m.Host, err)
 				a.setMountEvents(gen, i, "off: "+err.Error())
 			}
-			return
+			return false
 		case <-queue.ready():
 			if err := a.replayBatch(rwc, acks, replays, queue.take(), &failed); err != nil {
 				if ctx.Err() == nil {
-					a.Log.Printf("file events of %s: the guest's helper ended: %v", m.Host, err)
+					a.Log.Printf("WARNING: file events of %s: the guest's helper ended: %v; starting it again in 5 s", m.Host, err)
+					a.setMountEvents(gen, i, "off: the guest's helper ended: "+err.Error())
 				}
-				return
+				return ctx.Err() == nil
 			}
 		}
 	}
