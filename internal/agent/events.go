@@ -139,7 +139,8 @@ func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int,
 // file's create, then its modify), so that the server knows, for every
 // path, the one replay it is about to see, and none lies in another's
 // folder: the helper runs a wave's requests at once, and a folder's
-// mkdir must be done before a create in it.
+// mkdir must be done before a create in it. A create or mkdir, which
+// hides its path from the guest until it is made, goes alone.
 func (a *Agent) replayBatch(w io.Writer, acks *bufio.Reader, replays *sharedfs.Replays, cs []hostwatch.Change, failed *dedup) error {
 	type request struct {
 		op     replayOp
@@ -148,16 +149,33 @@ func (a *Agent) replayBatch(w io.Writer, acks *bufio.Reader, replays *sharedfs.R
 	var waves [][]request
 	var wave []request
 	inWave := map[string]bool{}
+	cut := func() {
+		if len(wave) > 0 {
+			waves, wave, inWave = append(waves, wave), nil, map[string]bool{}
+		}
+	}
 	for _, ch := range cs {
 		for _, op := range replayOps(ch) {
-			if inWave[ch.Path] || hasAncestorIn(ch.Path, inWave) {
-				waves, wave, inWave = append(waves, wave), nil, map[string]bool{}
+			hides := op.kind == sharedfs.ReplayCreate || op.kind == sharedfs.ReplayMkdir
+			if hides && replays.LookedUpSince(ch.Path, ch.At) {
+				// The guest knows it already (someone looked it up since
+				// it appeared): no create event, rather than hiding it
+				// from them. A new file still gets its modify.
+				continue
+			}
+			if hides || inWave[ch.Path] || hasAncestorIn(ch.Path, inWave) {
+				cut()
 			}
 			wave = append(wave, request{op, ch})
 			inWave[ch.Path] = true
+			if hides {
+				// Alone in its wave: the path is hidden from the guest
+				// only while the helper creates it.
+				cut()
+			}
 		}
 	}
-	waves = append(waves, wave)
+	cut()
 	for _, wave := range waves {
 		var out bytes.Buffer
 		for id, r := range wave {

@@ -1,16 +1,20 @@
 package agent
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"log"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/internal/dockerports"
 	"github.com/devbox-vm/devbox/internal/hostwatch"
+	"github.com/devbox-vm/devbox/internal/sharedfs"
 	"github.com/devbox-vm/devbox/internal/testutil"
 	"github.com/devbox-vm/devbox/vm"
 )
@@ -146,5 +150,47 @@ func TestChangeQueueNeverBlocks(t *testing.T) {
 	}
 	if len(q.take()) != 0 {
 		t.Error("changes left after take")
+	}
+}
+
+// fakeHelper is the guest's replay helper: it answers every request it
+// is sent "id ok", and keeps the waves it got.
+type fakeHelper struct {
+	acks  bytes.Buffer
+	waves [][]string // "op path" per request, by wave
+}
+
+func (h *fakeHelper) Write(p []byte) (int, error) {
+	f := strings.Split(strings.TrimSuffix(string(p), "\x00"), "\x00")
+	var wave []string
+	for i := 0; i+3 < len(f); i += 4 { // id, op, path, size
+		wave = append(wave, f[i+1]+" "+f[i+2])
+		fmt.Fprintf(&h.acks, "%s ok\n", f[i])
+	}
+	h.waves = append(h.waves, wave)
+	return len(p), nil
+}
+
+func TestReplayWaves(t *testing.T) {
+	var logs testutil.Buffer
+	a := &Agent{Log: log.New(&logs, "", 0)}
+	r := sharedfs.NewReplays()
+	h := &fakeHelper{}
+	at := time.Now()
+	cs := []hostwatch.Change{
+		{Path: "/p/a.go", Kind: hostwatch.Modify, At: at},
+		{Path: "/p/b.go", Kind: hostwatch.Modify, At: at},
+		{Path: "/p/new", Kind: hostwatch.Create, Dir: true, At: at},
+		{Path: "/p/new.go", Kind: hostwatch.Create, At: at},
+		{Path: "/p/new.go", Kind: hostwatch.Modify, At: at},
+		{Path: "/p/old.go", Kind: hostwatch.Remove, At: at},
+	}
+	if err := a.replayBatch(h, bufio.NewReader(&h.acks), r, cs, &dedup{}); err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(h.waves)
+	// Creates go alone; the rest share waves, a path once per wave.
+	if want := "[[modify /p/a.go modify /p/b.go] [mkdir /p/new] [create /p/new.go] [modify /p/new.go remove /p/old.go]]"; got != want {
+		t.Errorf("waves %s\nwant  %s", got, want)
 	}
 }

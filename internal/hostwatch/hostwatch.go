@@ -42,8 +42,9 @@ type Change struct {
 	Path string // absolute
 	Kind Kind
 	Dir  bool
-	Link bool  // a symbolic link (Create only)
-	Size int64 // the file's size after the change (Create and Modify)
+	Link bool      // a symbolic link (Create only)
+	Size int64     // the file's size after the change (Create and Modify)
+	At   time.Time // when the path's first notification of the batch came
 }
 
 // Options configure Watch.
@@ -106,7 +107,7 @@ func Watch(ctx context.Context, root string, opts Options, report func([]Change)
 				continue
 			}
 			if !w.skip(ev.Name) {
-				batch = append(batch, rawEvent{path: ev.Name, op: ev.Op, dir: w.dirs[ev.Name]})
+				batch = append(batch, rawEvent{path: ev.Name, op: ev.Op, dir: w.dirs[ev.Name], at: time.Now()})
 			}
 			if ev.Op.Has(fsnotify.Create) {
 				// A new folder: watch it at once, and report what was
@@ -114,7 +115,7 @@ func Watch(ctx context.Context, root string, opts Options, report func([]Change)
 				if fi, err := os.Lstat(ev.Name); err == nil && fi.IsDir() {
 					w.addTree(ev.Name, func(p string) {
 						if !w.skip(p) {
-							batch = append(batch, rawEvent{path: p, op: fsnotify.Create})
+							batch = append(batch, rawEvent{path: p, op: fsnotify.Create, at: time.Now()})
 						}
 					})
 				}

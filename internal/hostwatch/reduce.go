@@ -3,6 +3,7 @@ package hostwatch
 import (
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/fsnotify/fsnotify"
 )
@@ -12,6 +13,7 @@ type rawEvent struct {
 	path string
 	op   fsnotify.Op
 	dir  bool // a removal of a watched folder
+	at   time.Time
 }
 
 // info is what is known of a path now.
@@ -50,13 +52,14 @@ func reduce(batch []rawEvent, stat func(string) info) []Change {
 	type seen struct {
 		created, removed, written bool // created: the first event created it
 		wasDir                    bool // it was a watched folder when removed
+		at                        time.Time
 	}
 	var order []string
 	by := map[string]*seen{}
 	for _, ev := range batch {
 		s, ok := by[ev.path]
 		if !ok {
-			s = &seen{created: ev.op.Has(fsnotify.Create)}
+			s = &seen{created: ev.op.Has(fsnotify.Create), at: ev.at}
 			by[ev.path] = s
 			order = append(order, ev.path)
 		}
@@ -103,9 +106,9 @@ func reduce(batch []rawEvent, stat func(string) info) []Change {
 			continue
 		}
 		created := func() {
-			out = append(out, Change{Path: p, Kind: Create, Dir: now.dir, Link: now.symlink, Size: now.size})
+			out = append(out, Change{Path: p, Kind: Create, Dir: now.dir, Link: now.symlink, Size: now.size, At: s.at})
 			if !now.dir && !now.symlink {
-				out = append(out, Change{Path: p, Kind: Modify, Size: now.size})
+				out = append(out, Change{Path: p, Kind: Modify, Size: now.size, At: s.at})
 			}
 		}
 		switch {
@@ -115,12 +118,12 @@ func reduce(batch []rawEvent, stat func(string) info) []Change {
 		case !now.exists:
 			// What it was is gone with it; a path the batch saw as a
 			// folder's is a folder.
-			out = append(out, Change{Path: p, Kind: Remove, Dir: s.wasDir || holds(p, batch)})
+			out = append(out, Change{Path: p, Kind: Remove, Dir: s.wasDir || holds(p, batch), At: s.at})
 		case s.removed:
-			out = append(out, Change{Path: p, Kind: Remove, Dir: s.wasDir})
+			out = append(out, Change{Path: p, Kind: Remove, Dir: s.wasDir, At: s.at})
 			created()
 		case s.written && !now.dir && !now.symlink:
-			out = append(out, Change{Path: p, Kind: Modify, Size: now.size})
+			out = append(out, Change{Path: p, Kind: Modify, Size: now.size, At: s.at})
 		}
 	}
 	return out

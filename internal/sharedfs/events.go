@@ -29,6 +29,7 @@ type Replays struct {
 	mu      sync.Mutex
 	pending map[string]*replay   // by absolute host path
 	byGuest map[string]time.Time // last change the guest made, by absolute path
+	looked  map[string]time.Time // last time the guest looked a path up
 	now     func() time.Time
 }
 
@@ -57,7 +58,7 @@ const replayTTL = 3 * time.Second
 
 // NewReplays returns an empty table.
 func NewReplays() *Replays {
-	return &Replays{pending: map[string]*replay{}, byGuest: map[string]time.Time{}, now: time.Now}
+	return &Replays{pending: map[string]*replay{}, byGuest: map[string]time.Time{}, looked: map[string]time.Time{}, now: time.Now}
 }
 
 // Expect registers that the guest is about to replay kind on path (an
@@ -84,23 +85,43 @@ func (r *Replays) ChangedByGuest(path string, d time.Duration) bool {
 	return ok && r.now().Sub(t) < d
 }
 
-// guestChanged records a change the guest made to path; old records are
-// swept now and then so the map stays small.
-func (r *Replays) guestChanged(path string) {
+// LookedUpSince reports whether the guest looked path up at t or later.
+// A replayed create must then not be replayed as one: the guest already
+// knows the file, and hiding it during the replay would make it vanish
+// under whoever looked (a build that starts right after a checkout).
+func (r *Replays) LookedUpSince(path string, t time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l, ok := r.looked[filepath.Clean(path)]
+	return ok && !l.Before(t)
+}
+
+// guestChanged records a change the guest made to path.
+func (r *Replays) guestChanged(path string) { r.record(r.byGuestMap, path) }
+
+// lookedUp records that the guest looked path up.
+func (r *Replays) lookedUp(path string) { r.record(r.lookedMap, path) }
+
+func (r *Replays) byGuestMap() map[string]time.Time { return r.byGuest }
+func (r *Replays) lookedMap() map[string]time.Time  { return r.looked }
+
+// record notes now for path in the map m returns; records older than a
+// minute are swept now and then, so the map stays small.
+func (r *Replays) record(m func() map[string]time.Time, path string) {
 	if r == nil {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := r.now()
-	if len(r.byGuest) > 4096 {
-		for p, t := range r.byGuest {
+	now, times := r.now(), m()
+	if len(times) > 4096 {
+		for p, t := range times {
 			if now.Sub(t) > time.Minute {
-				delete(r.byGuest, p)
+				delete(times, p)
 			}
 		}
 	}
-	r.byGuest[path] = now
+	times[path] = now
 }
 
 // take returns the pending replay on path when it is one of kinds, and

@@ -133,3 +133,23 @@ func TestReplayExpires(t *testing.T) {
 		t.Error("an old guest change still counts")
 	}
 }
+
+// The guest's lookups are recorded: a create the guest has looked up
+// since it appeared is not replayed as one.
+func TestLookedUpSince(t *testing.T) {
+	r := NewReplays()
+	f := startOpts(t, Options{GuestUID: -1, GuestGID: -1, Replays: r})
+	before := time.Now()
+	if r.LookedUpSince(f.p("a.txt"), before) {
+		t.Fatal("looked up before any lookup")
+	}
+	if _, err := f.c.Lstat(f.p("a.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if !r.LookedUpSince(f.p("a.txt"), before) {
+		t.Error("the guest's lookup was not recorded")
+	}
+	if r.LookedUpSince(f.p("a.txt"), time.Now().Add(time.Second)) {
+		t.Error("a lookup counted for a later time")
+	}
+}

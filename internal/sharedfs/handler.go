@@ -453,6 +453,7 @@ func (h *handler) replayedStat(op, p, name string, stat func(string) (fs.FileInf
 	if _, ok := h.replays.take(abs, false, ReplayCreate, ReplayMkdir); ok {
 		return nil, errNotExist(op, p)
 	}
+	h.replays.lookedUp(abs)
 	fi, err := stat(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		if rp, ok := h.replays.take(abs, false, ReplayRemove, ReplayRmdir); ok {
