@@ -49,7 +49,16 @@ type replay struct {
 	kind  ReplayKind
 	size  int64 // ReplayModify: the size the helper truncates to
 	until time.Time
+	// A create or mkdir hides its path from one lookup only, the one
+	// right after the helper looked up ReplayMarker in the same folder
+	// (armed); once it has (hid), the next create of the path is the
+	// helper's. Anyone else looking the path up meanwhile sees it.
+	armed, hid bool
 }
+
+// ReplayMarker is the name the helper looks up in a folder just before
+// it replays a create there: its lookup of the path comes next.
+const ReplayMarker = ".devbox-replay"
 
 // replayTTL bounds a replay the helper never made (the guest's kernel
 // answered it from its cache, or the helper died): after it the path is
@@ -168,6 +177,53 @@ func (r *Replays) removingUnder(path string) bool {
 		}
 	}
 	return false
+}
+
+// arm readies the create or mkdir being replayed in folder dir to hide
+// its path from the next lookup.
+func (r *Replays) arm(dir string) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p, rp := range r.pending {
+		if (rp.kind == ReplayCreate || rp.kind == ReplayMkdir) && filepath.Dir(p) == dir {
+			rp.armed = true
+		}
+	}
+}
+
+// hide reports whether a lookup of path must find nothing: a create or
+// mkdir of it is being replayed and the helper has just armed it.
+func (r *Replays) hide(path string) bool {
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rp, ok := r.pending[path]
+	if !ok || !rp.armed || rp.hid || (rp.kind != ReplayCreate && rp.kind != ReplayMkdir) || r.now().After(rp.until) {
+		return false
+	}
+	rp.armed, rp.hid = false, true
+	return true
+}
+
+// created reports, and ends, a replayed create or mkdir of path whose
+// lookup was hidden: this create is the helper's.
+func (r *Replays) created(path string, kind ReplayKind) bool {
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rp, ok := r.pending[path]
+	if !ok || rp.kind != kind || !rp.hid {
+		return false
+	}
+	delete(r.pending, path)
+	return true
 }
 
 // goneInfo is what a stat of a file or folder that a replayed removal is

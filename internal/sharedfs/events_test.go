@@ -18,11 +18,19 @@ func TestReplaysDoNotTouchTheHost(t *testing.T) {
 	// create, which opens the file without truncating it.
 	must(t, os.WriteFile(f.p("new.txt"), []byte("made on the host"), 0o644))
 	r.Expect(f.p("new.txt"), ReplayCreate, 0)
-	if _, err := f.c.Lstat(f.p("new.txt")); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("lstat during a create replay: %v, want not exist", err)
+	// Anyone else looking meanwhile sees it, and creates it for real.
+	if _, err := f.c.Lstat(f.p("new.txt")); err != nil {
+		t.Errorf("lstat of a create replay not armed: %v", err)
+	}
+	// The helper's marker lookup arms it: the next lookup finds nothing.
+	if _, err := f.c.Lstat(f.p(ReplayMarker)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the marker: %v", err)
 	}
 	if _, err := f.c.Stat(f.p("new.txt")); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("stat during a create replay: %v, want not exist", err)
+		t.Errorf("stat after the marker: %v, want not exist", err)
+	}
+	if _, err := f.c.Lstat(f.p("new.txt")); err != nil {
+		t.Errorf("a second lookup is hidden too: %v", err)
 	}
 	h, err := f.c.OpenFile(f.p("new.txt"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
@@ -94,6 +102,7 @@ func TestReplaysDoNotTouchTheHost(t *testing.T) {
 	// Folders.
 	must(t, os.Mkdir(f.p("newdir"), 0o755))
 	r.Expect(f.p("newdir"), ReplayMkdir, 0)
+	f.c.Lstat(f.p(ReplayMarker))
 	if _, err := f.c.Lstat(f.p("newdir")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("lstat during a mkdir replay: %v", err)
 	}
@@ -104,6 +113,16 @@ func TestReplaysDoNotTouchTheHost(t *testing.T) {
 		t.Errorf("lstat during an rmdir replay: %v %v", fi, err)
 	}
 	must(t, f.c.RemoveDirectory(f.p("empty")))
+
+	// A guest's own create with truncation while a create replay waits,
+	// not armed: it is the guest's, and truncates.
+	must(t, os.WriteFile(f.p("raced.txt"), []byte("from the host"), 0o644))
+	r.Expect(f.p("raced.txt"), ReplayCreate, 0)
+	must(t, writeFile(f.c, f.p("raced.txt"), "guest"))
+	r.Done(f.p("raced.txt"))
+	if got := hostRead(t, f.p("raced.txt")); got != "guest" {
+		t.Errorf("the guest's own write during a create replay: %q", got)
+	}
 
 	// Without a replay, a create of an existing name is the guest's own.
 	if _, err := f.c.OpenFile(f.p("newdir"), os.O_WRONLY|os.O_CREATE|os.O_EXCL); err == nil {

@@ -155,7 +155,7 @@ func (h *handler) openFile(r *sftp.Request) (*handle, error) {
 	}
 	// The helper's open, replaying a host change: the file was created
 	// or written on the host; open it, create or truncate nothing.
-	_, replayed := h.replays.take(h.abs(name), true, ReplayCreate)
+	replayed := h.replays.created(h.abs(name), ReplayCreate)
 	if !replayed {
 		_, replayed = h.replays.take(h.abs(name), false, ReplayModify)
 	}
@@ -297,7 +297,7 @@ func (h *handler) replayed(method, abs string) bool {
 		// lasts until the helper says it is done.
 		_, ok = h.replays.take(abs, false, ReplayModify)
 	case "Mkdir":
-		_, ok = h.replays.take(abs, true, ReplayMkdir)
+		ok = h.replays.created(abs, ReplayMkdir)
 	case "Remove":
 		_, ok = h.replays.take(abs, true, ReplayRemove)
 	case "Rmdir":
@@ -450,7 +450,11 @@ func (h *handler) Lstat(r *sftp.Request) (sftp.ListerAt, error) {
 // removal is, once it is gone from the host.
 func (h *handler) replayedStat(op, p, name string, stat func(string) (fs.FileInfo, error)) (fs.FileInfo, error) {
 	abs := h.abs(name)
-	if _, ok := h.replays.take(abs, false, ReplayCreate, ReplayMkdir); ok {
+	if filepath.Base(abs) == ReplayMarker {
+		h.replays.arm(filepath.Dir(abs))
+		return nil, errNotExist(op, p)
+	}
+	if h.replays.hide(abs) {
 		return nil, errNotExist(op, p)
 	}
 	h.replays.lookedUp(abs)
