@@ -30,6 +30,7 @@ type Replays struct {
 	pending map[string]*replay   // by absolute host path
 	byGuest map[string]time.Time // last change the guest made, by absolute path
 	looked  map[string]time.Time // last time the guest looked a path up
+	swept   time.Time            // when byGuest and looked were last swept
 	now     func() time.Time
 }
 
@@ -106,29 +107,35 @@ func (r *Replays) LookedUpSince(path string, t time.Time) bool {
 }
 
 // guestChanged records a change the guest made to path.
-func (r *Replays) guestChanged(path string) { r.record(r.byGuestMap, path) }
+func (r *Replays) guestChanged(path string) {
+	if r != nil {
+		r.record(r.byGuest, path)
+	}
+}
 
 // lookedUp records that the guest looked path up.
-func (r *Replays) lookedUp(path string) { r.record(r.lookedMap, path) }
-
-func (r *Replays) byGuestMap() map[string]time.Time { return r.byGuest }
-func (r *Replays) lookedMap() map[string]time.Time  { return r.looked }
-
-// record notes now for path in the map m returns; records older than a
-// minute are swept now and then, so the map stays small.
-func (r *Replays) record(m func() map[string]time.Time, path string) {
-	if r == nil {
-		return
+func (r *Replays) lookedUp(path string) {
+	if r != nil {
+		r.record(r.looked, path)
 	}
+}
+
+// record notes now for path in times. Every stat and write of the guest
+// comes here, so records older than a minute are swept at most every
+// 10 s, not on each call.
+func (r *Replays) record(times map[string]time.Time, path string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now, times := r.now(), m()
-	if len(times) > 4096 {
-		for p, t := range times {
-			if now.Sub(t) > time.Minute {
-				delete(times, p)
+	now := r.now()
+	if now.Sub(r.swept) > 10*time.Second {
+		for _, m := range []map[string]time.Time{r.byGuest, r.looked} {
+			for p, t := range m {
+				if now.Sub(t) > time.Minute {
+					delete(m, p)
+				}
 			}
 		}
+		r.swept = now
 	}
 	times[path] = now
 }

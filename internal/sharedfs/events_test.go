@@ -151,6 +151,13 @@ func TestReplayExpires(t *testing.T) {
 	if r.ChangedByGuest("/p/y", time.Second) {
 		t.Error("an old guest change still counts")
 	}
+	// Records older than a minute are swept by a later one.
+	r.lookedUp("/p/z")
+	now = now.Add(2 * time.Minute)
+	r.guestChanged("/p/w")
+	if len(r.byGuest) != 1 || len(r.looked) != 0 {
+		t.Errorf("not swept: byGuest %v, looked %v", r.byGuest, r.looked)
+	}
 }
 
 // The guest's lookups are recorded: a create the guest has looked up
