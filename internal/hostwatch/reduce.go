@@ -53,6 +53,7 @@ func reduce(batch []rawEvent, stat func(string) info) []Change {
 		created, removed, written bool // created: the first event created it
 		wasDir                    bool // it was a watched folder when removed
 		at                        time.Time
+		now                       info // its state at the end of the batch
 	}
 	var order []string
 	by := map[string]*seen{}
@@ -71,23 +72,28 @@ func reduce(batch []rawEvent, stat func(string) info) []Change {
 			s.written = true
 		}
 	}
+	for _, p := range order {
+		by[p].now = stat(p)
+	}
+	// A path with events under it held something: it was a folder.
+	held := map[string]bool{}
+	for _, p := range order {
+		for d := filepath.Dir(p); d != p && !held[d]; p, d = d, filepath.Dir(d) {
+			held[d] = true
+		}
+	}
 	// Folders that appeared in this batch: what they hold is not
 	// replayed one by one (an untar or a git checkout makes thousands),
 	// since a watcher in the guest that sees a folder appear reads it, and
-	// finds everything made in it up to now.
-	newDirs := map[string]bool{}
+	// finds everything made in it up to now. Likewise folders that went:
+	// their content went with them (rm -rf), and a watcher in the guest
+	// sees the folder go.
+	newDirs, goneDirs := map[string]bool{}, map[string]bool{}
 	for _, p := range order {
-		if by[p].created {
-			if now := stat(p); now.dir {
-				newDirs[p] = true
-			}
-		}
-	}
-	// Likewise folders that went: their content went with them (rm -rf),
-	// and a watcher in the guest sees the folder go.
-	goneDirs := map[string]bool{}
-	for _, p := range order {
-		if s := by[p]; !s.created && (s.wasDir || holds(p, batch)) && !stat(p).exists {
+		switch s := by[p]; {
+		case s.created && s.now.dir:
+			newDirs[p] = true
+		case !s.created && !s.now.exists && (s.wasDir || held[p]):
 			goneDirs[p] = true
 		}
 	}
@@ -101,7 +107,8 @@ func reduce(batch []rawEvent, stat func(string) info) []Change {
 	}
 	var out []Change
 	for _, p := range order {
-		s, now := by[p], stat(p)
+		s := by[p]
+		now := s.now
 		if s.created && within(newDirs, p) || !now.exists && within(goneDirs, p) {
 			continue
 		}
@@ -118,7 +125,7 @@ func reduce(batch []rawEvent, stat func(string) info) []Change {
 		case !now.exists:
 			// What it was is gone with it; a path the batch saw as a
 			// folder's is a folder.
-			out = append(out, Change{Path: p, Kind: Remove, Dir: s.wasDir || holds(p, batch), At: s.at})
+			out = append(out, Change{Path: p, Kind: Remove, Dir: s.wasDir || held[p], At: s.at})
 		case s.removed:
 			out = append(out, Change{Path: p, Kind: Remove, Dir: s.wasDir, At: s.at})
 			created()
@@ -127,16 +134,4 @@ func reduce(batch []rawEvent, stat func(string) info) []Change {
 		}
 	}
 	return out
-}
-
-// holds reports whether the batch shows p holding something: a path
-// with events under it was a folder.
-func holds(p string, batch []rawEvent) bool {
-	prefix := p + string(os.PathSeparator)
-	for _, ev := range batch {
-		if len(ev.path) > len(prefix) && ev.path[:len(prefix)] == prefix {
-			return true
-		}
-	}
-	return false
 }
