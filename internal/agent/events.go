@@ -32,23 +32,25 @@ type replayOp struct {
 	kind sharedfs.ReplayKind
 }
 
-// replayOps are the helper's requests that re-enact c in the guest.
-func replayOps(c hostwatch.Change) []replayOp {
+// replayOpFor is the helper's request that re-enacts c in the guest;
+// false when there is none (a new symlink: following it could reach
+// anything, and a link raises no event).
+func replayOpFor(c hostwatch.Change) (replayOp, bool) {
 	switch {
 	case c.Kind == hostwatch.Create && c.Dir:
-		return []replayOp{{"mkdir", sharedfs.ReplayMkdir}}
+		return replayOp{"mkdir", sharedfs.ReplayMkdir}, true
 	case c.Kind == hostwatch.Create && c.Link:
-		return nil // following it could reach anything; a new link raises no event
+		return replayOp{}, false
 	case c.Kind == hostwatch.Create:
-		return []replayOp{{"create", sharedfs.ReplayCreate}}
+		return replayOp{"create", sharedfs.ReplayCreate}, true
 	case c.Kind == hostwatch.Modify:
-		return []replayOp{{"modify", sharedfs.ReplayModify}}
+		return replayOp{"modify", sharedfs.ReplayModify}, true
 	case c.Kind == hostwatch.Remove && c.Dir:
-		return []replayOp{{"rmdir", sharedfs.ReplayRmdir}}
+		return replayOp{"rmdir", sharedfs.ReplayRmdir}, true
 	case c.Kind == hostwatch.Remove:
-		return []replayOp{{"remove", sharedfs.ReplayRemove}}
+		return replayOp{"remove", sharedfs.ReplayRemove}, true
 	}
-	return nil
+	return replayOp{}, false
 }
 
 // keepReplaying runs replayEvents until ctx ends, starting the guest's
@@ -155,24 +157,26 @@ func (a *Agent) replayBatch(w io.Writer, acks *bufio.Reader, replays *sharedfs.R
 		}
 	}
 	for _, ch := range cs {
-		for _, op := range replayOps(ch) {
-			hides := op.kind == sharedfs.ReplayCreate || op.kind == sharedfs.ReplayMkdir
-			if hides && replays.LookedUpSince(ch.Path, ch.At) {
-				// The guest knows it already (someone looked it up since
-				// it appeared): no create event, rather than hiding it
-				// from them. A new file still gets its modify.
-				continue
-			}
-			if hides || inWave[ch.Path] || hasAncestorIn(ch.Path, inWave) {
-				cut()
-			}
-			wave = append(wave, request{op, ch})
-			inWave[ch.Path] = true
-			if hides {
-				// Alone in its wave: the path is hidden from the guest
-				// only while the helper creates it.
-				cut()
-			}
+		op, ok := replayOpFor(ch)
+		if !ok {
+			continue
+		}
+		hides := op.kind == sharedfs.ReplayCreate || op.kind == sharedfs.ReplayMkdir
+		if hides && replays.LookedUpSince(ch.Path, ch.At) {
+			// The guest knows it already (someone looked it up since it
+			// appeared): no create event, rather than hiding it from
+			// them. A new file still gets its modify.
+			continue
+		}
+		if hides || inWave[ch.Path] || hasAncestorIn(ch.Path, inWave) {
+			cut()
+		}
+		wave = append(wave, request{op, ch})
+		inWave[ch.Path] = true
+		if hides {
+			// Alone in its wave: the path is hidden from the guest only
+			// while the helper creates it.
+			cut()
 		}
 	}
 	cut()
