@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"sort"
 	"strconv"
@@ -167,7 +168,7 @@ func (p *publisher) update(ports []dockerports.Port) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	want := map[portKey]dockerports.Port{}
-	clear(p.udp)
+	udp := map[int]dockerports.Port{}
 	for _, port := range ports {
 		k := portKey{port.Proto, port.HostPort}
 		if p.reserved[k] {
@@ -175,7 +176,7 @@ func (p *publisher) update(ports []dockerports.Port) {
 		}
 		want[k] = port
 		if port.Proto == "udp" {
-			p.udp[port.HostPort] = port
+			udp[port.HostPort] = port
 		}
 	}
 	for k := range p.served {
@@ -214,7 +215,31 @@ func (p *publisher) update(ports []dockerports.Port) {
 		p.a.Log.Printf("forwarding %s → container %s (published port %d)", addr, port.Container, n)
 		go p.a.serveForward(p.ctx, l, fmt.Sprintf("published port %d", n), p.a.dialGuestTCP(addr))
 	}
-	p.syncUDPLocked(p.ctx)
+	// Only a change of the UDP set, or a UDP port that failed (tried
+	// again, as a taken TCP port is), reaches the VM's driver: each sync
+	// opens a libvirt connection. A new connection syncs anyway.
+	if !maps.Equal(udp, p.udp) || p.udpFailedLocked() {
+		p.udp = udp
+		p.syncUDPLocked(p.ctx)
+	}
+}
+
+// udpFailedLocked reports whether a UDP forward, published or
+// configured, failed.
+func (p *publisher) udpFailedLocked() bool {
+	for k, st := range p.served {
+		if k.proto == "udp" && st.State == Failed {
+			return true
+		}
+	}
+	p.a.mu.Lock() // after p.mu, as syncUDPLocked's setForward takes it
+	defer p.a.mu.Unlock()
+	for _, st := range p.a.forwards {
+		if st.Proto == "udp" && st.State == Failed {
+			return true
+		}
+	}
+	return false
 }
 
 // status lists the published ports by port.

@@ -25,11 +25,13 @@ type fakeUDP struct {
 	mu    sync.Mutex
 	fwds  map[string]int
 	taken map[string]bool
+	lists int // UDPForwards calls: one per sync
 }
 
 func (f *fakeUDP) UDPForwards(context.Context) ([]vm.UDPForward, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.lists++
 	var out []vm.UDPForward
 	for h, g := range f.fwds {
 		out = append(out, vm.UDPForward{Host: h, Guest: g})
@@ -107,13 +109,37 @@ func TestUDPForwardsFollowConfigAndContainers(t *testing.T) {
 		t.Errorf("log lacks the taken port:\n%s", logs.String())
 	}
 
+	// A port that failed is tried again on the next update...
+	published := []dockerports.Port{
+		{HostPort: 5353, Container: "dns", Proto: "udp"},
+		{HostPort: 6000, Container: "busy", Proto: "udp"},
+	}
+	udp.mu.Lock()
+	clear(udp.taken)
+	udp.mu.Unlock()
+	p.update(published)
+	if got, want := udp.table(), "map[127.0.0.1:5000:50 127.0.0.1:5353:5353 127.0.0.1:6000:6000]"; got != want {
+		t.Errorf("after the port was freed: %s, want %s", got, want)
+	}
+	// ...but with none failed, an update that changes only TCP ports
+	// does not reach the VM's driver.
+	udp.mu.Lock()
+	lists := udp.lists
+	udp.mu.Unlock()
+	p.update(append(published, dockerports.Port{HostPort: freePort(t), Container: "web", Proto: "tcp"}))
+	udp.mu.Lock()
+	if udp.lists != lists {
+		t.Errorf("a TCP-only change synced UDP (%d lists, want %d)", udp.lists, lists)
+	}
+	udp.mu.Unlock()
+
 	// The VM restarted: QEMU has no forwards; the next connection
 	// brings them back.
 	udp.mu.Lock()
 	clear(udp.fwds)
 	udp.mu.Unlock()
 	p.syncUDP(ctx)
-	if got, want := udp.table(), "map[127.0.0.1:5000:50 127.0.0.1:5353:5353]"; got != want {
+	if got, want := udp.table(), "map[127.0.0.1:5000:50 127.0.0.1:5353:5353 127.0.0.1:6000:6000]"; got != want {
 		t.Errorf("after a restart: %s, want %s", got, want)
 	}
 
