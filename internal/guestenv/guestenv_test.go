@@ -3,20 +3,14 @@ package guestenv
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/devbox-vm/devbox/internal/testutil"
 )
 
 func TestProxyFromEnv(t *testing.T) {
@@ -58,28 +52,11 @@ func TestProxyFromEnv(t *testing.T) {
 	}
 }
 
-// newCert makes a self-signed certificate (a CA when isCA) and its key,
-// PEM-encoded.
-func newCert(t *testing.T, isCA bool) (cert, key []byte) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "devbox test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: isCA, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(k)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
-
 func TestReadCerts(t *testing.T) {
 	dir := t.TempDir()
-	ca1, key := newCert(t, true)
-	ca2, _ := newCert(t, true)
-	leaf, _ := newCert(t, false)
+	ca1, key := testutil.SelfSignedCert(t, "devbox test CA", true)
+	ca2, _ := testutil.SelfSignedCert(t, "devbox test CA", true)
+	leaf, _ := testutil.SelfSignedCert(t, "devbox test server", false)
 	write := func(name string, parts ...[]byte) string {
 		p := filepath.Join(dir, name)
 		os.WriteFile(p, bytes.Join(parts, []byte("\n")), 0o644)
@@ -158,7 +135,7 @@ func TestApply(t *testing.T) {
 		return out
 	}
 	ctx := context.Background()
-	ca, _ := newCert(t, true)
+	ca, _ := testutil.SelfSignedCert(t, "devbox test CA", true)
 	proxy := Proxy{HTTP: "http://proxy:3128", HTTPS: "http://u:100%25@proxy:3128", No: ".corp"}
 
 	changed, err := Apply(ctx, sh, files(GuestFiles(proxy, [][]byte{ca})))

@@ -4,14 +4,7 @@ package e2e
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/devbox-vm/devbox/internal/testutil"
 )
 
 // recordingProxy is an HTTP proxy on the host's loopback that answers
@@ -90,23 +85,6 @@ func (p *recordingProxy) String() string {
 	return strings.Join(p.lines, "\n")
 }
 
-// testCA is a PEM CA certificate and a line of its base64 body, which a
-// trust bundle that holds it contains.
-func testCA(t *testing.T) (pemData []byte, bodyLine string) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "devbox e2e corporate CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pemData = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	return pemData, strings.Split(string(pemData), "\n")[2]
-}
-
 // TestProxyAndCACerts: with a proxy in the host's environment (on the
 // host's loopback, as a local cntlm is) and ca_certs in devbox.yaml, the
 // engine pulls through the proxy, apt fetches through it, and the
@@ -121,7 +99,8 @@ func TestProxyAndCACerts(t *testing.T) {
 	_, port, _ := net.SplitHostPort(proxy.addr)
 	base := fmt.Sprintf("name: corp\nbox: %s\ncpus: 2\nmemory: 2GiB\ndisk: 8GiB\nmounts: []\n", box)
 	e := newEnv(t, base+"ca_certs: [corp-ca.pem]\n")
-	ca, caLine := testCA(t)
+	ca, _ := testutil.SelfSignedCert(t, "devbox e2e corporate CA", true)
+	caLine := strings.Split(string(ca), "\n")[2] // a line of its body, which a trust bundle holding it contains
 	os.WriteFile(filepath.Join(e.project, "corp-ca.pem"), ca, 0o644)
 	e.cleanup("corp")
 	e.extra = []string{"HTTP_PROXY=http://127.0.0.1:" + port, "HTTPS_PROXY=http://127.0.0.1:" + port, "NO_PROXY=internal.example"}
