@@ -186,7 +186,13 @@ func testHardening(t *testing.T, e *env) {
 	t.Run("a mount that cannot be served fails up, naming it", func(t *testing.T) {
 		defer restore()
 		e.ok(time.Minute, "ssh", "--", "sudo", "mv", "/usr/bin/sshfs", "/usr/bin/sshfs.off")
-		defer e.run(time.Minute, nil, "ssh", "--", "sudo", "mv", "/usr/bin/sshfs.off", "/usr/bin/sshfs")
+		// sync: a later subtest pulls the VM's plug, and a rename still in
+		// the guest's journal would be lost with it.
+		defer func() {
+			if r := e.run(time.Minute, nil, "ssh", "--", "sudo", "sh", "-c", "mv /usr/bin/sshfs.off /usr/bin/sshfs && sync"); r.code != 0 {
+				t.Errorf("putting sshfs back:\n%s", r)
+			}
+		}()
 		extra := t.TempDir()
 		os.WriteFile(cfgPath, []byte(string(orig)+fmt.Sprintf("mounts:\n  - host: .\n  - host: %s\n", extra)), 0o644)
 		r := e.run(5*time.Minute, nil, "up", "--accept-shares")
