@@ -33,6 +33,9 @@ var (
 	ErrPortTaken = errors.New("host port already in use")
 	// ErrInUse: a base volume that other volumes still back onto.
 	ErrInUse = errors.New("in use")
+	// ErrNoSharedMemory: the instance's memory cannot be shared with a
+	// virtiofsd (it was created without Spec.SharedMemory).
+	ErrNoSharedMemory = errors.New("the VM's memory is not shared (it was created before devbox used virtio-fs)")
 )
 
 // Base is a box's base volume on the hypervisor, shared by every instance
@@ -70,6 +73,9 @@ type Spec struct {
 	Seed       []byte // cloud-init NoCloud seed image (ISO 9660, label cidata)
 	ConsoleLog string // host file the serial console is written to
 	SSHPort    int    // host port on 127.0.0.1 forwarded to guest port 22; 0 picks one
+	// SharedMemory backs the guest's memory with memory virtiofsd can map:
+	// AttachShare needs it.
+	SharedMemory bool
 }
 
 // Info is what Inspect reports, read live from the hypervisor.
@@ -92,6 +98,13 @@ type Info struct {
 type UDPForward struct {
 	Host  string // the host's address, "127.0.0.1:5353"
 	Guest int    // the port on the guest's network address
+}
+
+// Share is a virtio-fs device: a folder a virtiofsd serves on Socket, seen
+// by the guest as the file system Tag.
+type Share struct {
+	Tag    string
+	Socket string
 }
 
 // Progress receives human-readable notes about long work (uploads).
@@ -165,6 +178,19 @@ type Driver interface {
 	// RemoveUDPForward ends the forward from host; one that does not
 	// exist is not an error.
 	RemoveUDPForward(ctx context.Context, name, host string) error
+	// Shares lists the virtio-fs devices of the running instance.
+	Shares(ctx context.Context, name string) ([]Share, error)
+	// AttachShare adds a virtio-fs device to the running instance, served
+	// by a virtiofsd the caller started on s.Socket. It fails wrapping
+	// ErrNoSharedMemory when the instance was created without
+	// SharedMemory. The device lasts as long as the VM's process.
+	AttachShare(ctx context.Context, name string, s Share) error
+	// DetachShare removes the device tagged tag (its virtiofsd then
+	// exits); one that does not exist is not an error.
+	DetachShare(ctx context.Context, name, tag string) error
+	// QEMUUser is the uid and gid the running instance's QEMU runs as,
+	// which must reach a share's socket.
+	QEMUUser(ctx context.Context, name string) (uid, gid int, err error)
 	// Close releases the hypervisor connection.
 	Close() error
 }

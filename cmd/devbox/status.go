@@ -107,7 +107,11 @@ func printAgentStatus(w io.Writer, st *agent.Status) {
 		if m.Events != "" {
 			line += "; file events " + m.Events
 		}
-		fmt.Fprintf(w, "shared folder:\t%s (%s): %s\n", m.Host, m.Mode, line)
+		how := m.Mode
+		if m.Type != "" {
+			how += ", " + m.Type
+		}
+		fmt.Fprintf(w, "shared folder:\t%s (%s): %s\n", m.Host, how, line)
 	}
 	for _, f := range st.Forwards {
 		what := fmt.Sprintf("%s → guest port %d", f.Host, f.Guest)

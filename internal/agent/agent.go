@@ -60,6 +60,15 @@ type Agent struct {
 	// left out (see hostwatch.Ignored).
 	FileEvents   bool
 	EventsIgnore []string
+	// MountType is how shared folders should reach the guest (config's
+	// mount_type). For virtiofs, Devices attaches the devices and
+	// ShareDir holds virtiofsd's sockets; a nil Devices means virtio-fs
+	// cannot work here, for the reason in NoVirtioFS, and folders go
+	// through reverse SSHFS.
+	MountType  string
+	Devices    ShareDevices
+	NoVirtioFS string
+	ShareDir   string
 
 	timing timing // zero fields mean the defaults; tests shorten them
 

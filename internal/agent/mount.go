@@ -32,6 +32,7 @@ func (a *Agent) serveMounts(ctx context.Context, c *sshutil.Client, gen int) {
 		}
 		return
 	}
+	a.pruneShares(ctx, c)
 	var wg sync.WaitGroup
 	for i, m := range a.Mounts {
 		wg.Add(1)
@@ -47,6 +48,18 @@ func (a *Agent) serveMounts(ctx context.Context, c *sshutil.Client, gen int) {
 // the guest sees a mount point, failed when it does not in time or when
 // sshfs exits.
 func (a *Agent) serveMount(ctx context.Context, c *sshutil.Client, gen, i int, m config.Mount, uid, gid int) {
+	note := ""
+	if a.MountType == config.MountVirtioFS {
+		if note = a.virtiofsFallback(m); note == "" {
+			err := a.serveVirtioFS(ctx, c, gen, i, m, uid, gid)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			note = err.Error()
+		}
+		a.Log.Printf("shared folder %s: reverse SSHFS, not virtio-fs: %s", m.Host, note)
+	}
+	a.setMountType(gen, i, config.MountSSHFS, note)
 	a.Log.Printf("serving %s to the guest (%s)", m.Host, modeName(m))
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -49,6 +49,10 @@ type MountStatus struct {
 	// Events says whether host changes are replayed in the guest for
 	// inotify: "on (watching N folders)", "limited: why", "off: why".
 	Events string `json:"events,omitempty"`
+	// Type is how the folder reaches the guest (sshfs or virtiofs), and
+	// Note why that is not the configured mount_type.
+	Type string `json:"type,omitempty"`
+	Note string `json:"note,omitempty"`
 }
 
 // ForwardStatus is a configured forward (Guest is the guest port) or a
@@ -214,6 +218,15 @@ func (a *Agent) setMount(gen, i int, state, reason string) {
 		return
 	}
 	a.mounts[i].State, a.mounts[i].Reason = state, reason
+}
+
+func (a *Agent) setMountType(gen, i int, typ, note string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if gen != a.gen || a.client == nil {
+		return
+	}
+	a.mounts[i].Type, a.mounts[i].Note = typ, note
 }
 
 func (a *Agent) setMountEvents(gen, i int, events string) {

@@ -47,6 +47,7 @@ type Config struct {
 	Docker          Docker     `yaml:"docker"`
 	Provision       []Step     `yaml:"provision"`
 	Mounts          []Mount    `yaml:"mounts"`
+	MountType       string     `yaml:"mount_type"`
 	Forwards        []Forward  `yaml:"forwards"`
 	CACerts         []string   `yaml:"ca_certs"`
 	FileEvents      FileEvents `yaml:"file_events"`
@@ -116,6 +117,12 @@ type Mount struct {
 	Host string `yaml:"host"` // absolute after defaults (relative to the config's folder)
 	Mode string `yaml:"mode"` // rw (default) or ro
 }
+
+// How shared folders reach the guest (mount_type).
+const (
+	MountSSHFS    = "sshfs"    // reverse SSHFS: the agent serves SFTP through the SSH connection
+	MountVirtioFS = "virtiofs" // a virtio-fs device, served by a boxed-in virtiofsd (Linux hosts)
+)
 
 // ReadOnly reports whether the VM may only read the folder.
 func (m Mount) ReadOnly() bool { return m.Mode == "ro" }
@@ -255,6 +262,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Docker.Source == "" {
 		c.Docker.Source = "auto"
+	}
+	if c.MountType == "" {
+		c.MountType = MountSSHFS
 	}
 	if c.FileEvents.Ignore == nil {
 		c.FileEvents.Ignore = DefaultEventIgnore
@@ -430,6 +440,9 @@ func (c *Config) Validate() error {
 	}
 	if c.User.UID != 0 && (c.User.UID < 1000 || c.User.UID > 60000) {
 		bad("user.uid", "%d must be between 1000 and 60000", c.User.UID)
+	}
+	if !contains([]string{MountSSHFS, MountVirtioFS}, c.MountType) {
+		bad("mount_type", "%q must be sshfs or virtiofs", c.MountType)
 	}
 	if !contains([]string{"auto", "docker", "distro"}, c.Docker.Source) {
 		bad("docker.source", "%q must be auto, docker or distro", c.Docker.Source)

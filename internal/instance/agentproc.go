@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/devbox-vm/devbox/internal/agent"
+	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/internal/lockfile"
 	"github.com/devbox-vm/devbox/sshutil"
 	"github.com/devbox-vm/devbox/vm"
@@ -89,8 +90,8 @@ func (in *Instance) agentConfig(sshPort int) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("start agent: accepted shares: %w (hint: devbox up records them)", err)
 	}
-	return fmt.Sprintf("%sssh-port=%d\nhost-names=%v\nfile-events=%v %q\n", accepted, sshPort, in.Cfg.HostNames(),
-		in.Cfg.FileEvents.Enabled(), in.Cfg.FileEvents.Ignore), nil
+	return fmt.Sprintf("%sssh-port=%d\nhost-names=%v\nfile-events=%v %q\nmount-type=%s\n", accepted, sshPort, in.Cfg.HostNames(),
+		in.Cfg.FileEvents.Enabled(), in.Cfg.FileEvents.Ignore, in.Cfg.MountType), nil
 }
 
 // StartAgent starts the agent detached unless one already answers with
@@ -111,7 +112,7 @@ func (in *Instance) StartAgent(ctx context.Context) error {
 		st, qerr := agent.QueryStatus(ctx, in.Dir())
 		switch {
 		case string(served) != want:
-			in.Status.Infof("shared folders, forwards, host_names, file_events or the SSH port changed: restarting the agent")
+			in.Status.Infof("shared folders, forwards, host_names, file_events, mount_type or the SSH port changed: restarting the agent")
 		case qerr == nil && agentFailures(st) != nil:
 			in.Status.Infof("the agent could not serve everything before: restarting it")
 		default:
@@ -269,9 +270,14 @@ func (in *Instance) ServeAgent(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go in.exitWhenDestroyed(ctx, cancel)
+	devices := udpForwards{connect: in.Connect, uri: in.Cfg.LibvirtURI, domain: in.Domain()}
 	a := &agent.Agent{Dir: in.Dir(), Target: t, Mounts: shares.Mounts, Forwards: shares.Forwards, Log: logger, KeepClock: true,
-		UDP: udpForwards{connect: in.Connect, uri: in.Cfg.LibvirtURI, domain: in.Domain()}, NameHost: in.Cfg.HostNames(),
-		FileEvents: in.Cfg.FileEvents.Enabled(), EventsIgnore: in.Cfg.FileEvents.Ignore}
+		UDP: devices, NameHost: in.Cfg.HostNames(),
+		FileEvents: in.Cfg.FileEvents.Enabled(), EventsIgnore: in.Cfg.FileEvents.Ignore,
+		MountType: in.Cfg.MountType, ShareDir: in.shareDir()}
+	if a.NoVirtioFS = in.noVirtioFS(); a.NoVirtioFS == "" {
+		a.Devices = shareDevices{devices}
+	}
 	a.Log.Printf("agent for instance %q starting (pid %d)", in.Name(), os.Getpid())
 	err = a.Run(ctx)
 	a.Log.Printf("agent stopping: %v", errOrNil(err))
@@ -341,6 +347,26 @@ func pending(st agent.Status) bool {
 		}
 	}
 	return false
+}
+
+// reportMounts says how each shared folder reaches the guest, and why
+// not through virtio-fs when mount_type asks for it.
+func (in *Instance) reportMounts(ctx context.Context) {
+	st, err := agent.QueryStatus(ctx, in.Dir())
+	if err != nil {
+		return
+	}
+	for _, m := range st.Mounts {
+		switch {
+		case m.State != agent.Mounted:
+		case m.Type == config.MountVirtioFS:
+			in.Status.Infof("shared folder %s: virtio-fs", m.Host)
+		case m.Note != "" && in.Cfg.MountType == config.MountVirtioFS:
+			in.Status.Infof("shared folder %s: reverse SSHFS, not virtio-fs: %s", m.Host, m.Note)
+		default:
+			in.Status.Infof("shared folder %s: reverse SSHFS", m.Host)
+		}
+	}
 }
 
 // agentFailures names every shared folder and forward the agent could not

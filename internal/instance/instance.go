@@ -211,6 +211,7 @@ func (in *Instance) Halt(ctx context.Context, force bool, timeout time.Duration)
 	}
 	if info.State == vm.StateStopped {
 		in.StopAgent()
+		in.stopShares()
 		in.Status.Infof("instance %q is already stopped", in.Name())
 		return nil
 	}
@@ -220,6 +221,8 @@ func (in *Instance) Halt(ctx context.Context, force bool, timeout time.Duration)
 	defer wg.Wait()
 	wg.Add(1)
 	go func() { defer wg.Done(); in.StopAgent() }()
+	// virtiofsd ends with the VM; one that never got it would not.
+	defer in.stopShares()
 	if force {
 		return in.Status.Step("Forcing the VM off", func() error { return d.Kill(ctx, in.Domain()) })
 	}
@@ -286,6 +289,9 @@ func (in *Instance) Destroy(ctx context.Context) error {
 		// before it defined the domain.
 		if err := d.Delete(ctx, in.Domain()); err != nil && !errors.Is(err, vm.ErrNotFound) {
 			return err
+		}
+		if err := in.stopShares(); err != nil {
+			return fmt.Errorf("remove virtiofsd's sockets: %w", err)
 		}
 		if err := os.RemoveAll(in.Dir()); err != nil {
 			return fmt.Errorf("remove instance folder %s: %w", in.Dir(), err)

@@ -134,6 +134,7 @@ func (in *Instance) Up(ctx context.Context, opts UpOptions) (err error) {
 	}); err != nil {
 		return err
 	}
+	in.reportMounts(ctx)
 	if !opts.NoContext {
 		if ok, err := in.UpdateDockerContext(ctx); err != nil {
 			in.Status.Warnf("%v", err)
@@ -217,23 +218,26 @@ func (in *Instance) create(ctx context.Context, d vm.Driver) (err error) {
 		}
 		defer boxLock.Unlock()
 		return d.Create(ctx, vm.Spec{
-			Name:       in.Domain(),
-			Instance:   in.Name(),
-			Home:       in.Home.State,
-			User:       cfg.User.Name,
-			CPUs:       cfg.CPUs,
-			MemoryMiB:  int64(cfg.Memory) >> 20,
-			DiskBytes:  int64(cfg.Disk),
-			Arch:       cfg.Arch,
-			Accel:      accel,
-			CPUModel:   cfg.CPUModel,
-			Offline:    cfg.Offline,
-			BoxPath:    box.Path,
-			BoxSHA256:  box.SHA256,
-			BoxFormat:  box.Format,
-			BoxSize:    box.Size,
-			Seed:       iso,
-			ConsoleLog: in.ConsoleLog(),
+			Name:      in.Domain(),
+			Instance:  in.Name(),
+			Home:      in.Home.State,
+			User:      cfg.User.Name,
+			CPUs:      cfg.CPUs,
+			MemoryMiB: int64(cfg.Memory) >> 20,
+			DiskBytes: int64(cfg.Disk),
+			Arch:      cfg.Arch,
+			Accel:     accel,
+			CPUModel:  cfg.CPUModel,
+			Offline:   cfg.Offline,
+			// Shared memory whenever virtio-fs could work, so that
+			// mount_type can change without a new VM.
+			SharedMemory: in.noVirtioFS() == "",
+			BoxPath:      box.Path,
+			BoxSHA256:    box.SHA256,
+			BoxFormat:    box.Format,
+			BoxSize:      box.Size,
+			Seed:         iso,
+			ConsoleLog:   in.ConsoleLog(),
 		}, in.Status.Infof)
 	})
 }

@@ -281,3 +281,27 @@ func (d *Driver) RemoveUDPForward(ctx context.Context, name, host string) error 
 	delete(d.UDP[name], host)
 	return nil
 }
+
+// Shares implements vm.Driver: the fake has none (devices need a VM).
+func (d *Driver) Shares(ctx context.Context, name string) ([]vm.Share, error) {
+	return nil, d.record("Shares", name)
+}
+
+// AttachShare implements vm.Driver: the fake's instances have no shared
+// memory.
+func (d *Driver) AttachShare(ctx context.Context, name string, s vm.Share) error {
+	if err := d.record("AttachShare", name+" "+s.Tag); err != nil {
+		return err
+	}
+	return vm.ErrNoSharedMemory
+}
+
+// DetachShare implements vm.Driver.
+func (d *Driver) DetachShare(ctx context.Context, name, tag string) error {
+	return d.record("DetachShare", name+" "+tag)
+}
+
+// QEMUUser implements vm.Driver.
+func (d *Driver) QEMUUser(ctx context.Context, name string) (uid, gid int, err error) {
+	return 0, 0, d.record("QEMUUser", name)
+}

@@ -18,6 +18,8 @@ type api interface {
 	DomainGetState(dom golibvirt.Domain, flags uint32) (int32, int32, error)
 	DomainCreate(dom golibvirt.Domain) error
 	QEMUDomainMonitorCommand(dom golibvirt.Domain, cmd string, flags uint32) (string, error)
+	DomainAttachDeviceFlags(dom golibvirt.Domain, xml string, flags uint32) error
+	DomainDetachDeviceFlags(dom golibvirt.Domain, xml string, flags uint32) error
 	DomainResume(dom golibvirt.Domain) error
 	DomainShutdown(dom golibvirt.Domain) error
 	DomainDestroy(dom golibvirt.Domain) error

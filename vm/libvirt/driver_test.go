@@ -22,6 +22,8 @@ func archSpec(arch, accel string) vm.Spec {
 		Name: "devbox-demo-abc123", Instance: "demo", Home: "/home/u/.local/share/devbox", User: "dev",
 		CPUs: 2, MemoryMiB: 2048, DiskBytes: 20 << 30, Arch: arch, Accel: accel,
 		ConsoleLog: "/home/u/.local/share/devbox/instances/demo/console.log", SSHPort: 40022,
+		// As devbox sets it: virtio-fs is for Linux hosts (kvm, tcg), never macOS (hvf).
+		SharedMemory: accel != "hvf",
 	}
 }
 

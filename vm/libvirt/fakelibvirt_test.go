@@ -166,6 +166,43 @@ func (f *fakeLibvirt) QEMUDomainMonitorCommand(dom golibvirt.Domain, cmd string,
 	}
 	return "unknown command: '" + cmd + "'\r\n", nil
 }
+
+// DomainAttachDeviceFlags adds a live device to the domain's XML, refusing
+// virtio-fs without shared memory as libvirt 9.0 does.
+func (f *fakeLibvirt) DomainAttachDeviceFlags(dom golibvirt.Domain, dev string, flags uint32) error {
+	x, err := f.domain(dom)
+	if err != nil {
+		return err
+	}
+	if flags != affectLive {
+		return fmt.Errorf("fake: only live attaches")
+	}
+	if strings.Contains(dev, "virtiofs") && !strings.Contains(x, "<access mode='shared'/>") {
+		return libvirtErr(golibvirt.ErrConfigUnsupported, "unsupported configuration: 'virtiofs' requires shared memory")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("attach %s", dom.Name)
+	f.domains[dom.Name] = strings.Replace(x, "</devices>", dev+"</devices>", 1)
+	return nil
+}
+
+// DomainDetachDeviceFlags removes a device attached with exactly that XML.
+func (f *fakeLibvirt) DomainDetachDeviceFlags(dom golibvirt.Domain, dev string, flags uint32) error {
+	x, err := f.domain(dom)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(x, dev) {
+		return libvirtErr(golibvirt.ErrOperationFailed, "operation failed: matching device not found")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("detach %s", dom.Name)
+	f.domains[dom.Name] = strings.Replace(x, dev, "", 1)
+	return nil
+}
+
 func (f *fakeLibvirt) DomainShutdown(golibvirt.Domain) error { panic("fake: DomainShutdown") }
 func (f *fakeLibvirt) DomainDestroy(golibvirt.Domain) error  { panic("fake: DomainDestroy") }
 

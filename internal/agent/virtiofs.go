@@ -1,0 +1,214 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/virtiofs"
+	"github.com/devbox-vm/devbox/sshutil"
+	"github.com/devbox-vm/devbox/vm"
+)
+
+// ShareDevices adds and removes the running VM's virtio-fs devices (see
+// vm.Driver's AttachShare).
+type ShareDevices interface {
+	Shares(ctx context.Context) ([]vm.Share, error)
+	AttachShare(ctx context.Context, s vm.Share) error
+	DetachShare(ctx context.Context, tag string) error
+	QEMUUser(ctx context.Context) (uid, gid int, err error)
+}
+
+//go:embed virtiofs-mount.sh
+var virtiofsMountScript string
+
+//go:embed virtiofs-unmount.sh
+var virtiofsUnmountScript string
+
+// tagPrefix starts the tag of every virtio-fs share devices makes.
+const tagPrefix = "devbox-"
+
+// shareTag is the virtio-fs tag of the shared folder host: the same for
+// the same folder, so an agent finds the device an earlier one attached
+// (a tag has room for 36 bytes).
+func shareTag(host string) string {
+	sum := sha256.Sum256([]byte(host))
+	return tagPrefix + hex.EncodeToString(sum[:8])
+}
+
+// virtiofsFallback says why shared folder m cannot be served through
+// virtio-fs, or "" when it may be.
+func (a *Agent) virtiofsFallback(m config.Mount) string {
+	switch {
+	case a.MountType != config.MountVirtioFS:
+		return "mount_type is sshfs"
+	case m.ReadOnly():
+		return "a read-only folder: virtiofsd cannot refuse writes"
+	case a.Devices == nil:
+		return a.NoVirtioFS
+	}
+	return ""
+}
+
+// serveVirtioFS serves shared folder m through a virtio-fs device (whose
+// virtiofsd outlives this agent: the next one finds the device and mounts
+// it again) and holds until ctx ends. It returns why it could not, for
+// reverse SSHFS to take over.
+func (a *Agent) serveVirtioFS(ctx context.Context, c *sshutil.Client, gen, i int, m config.Mount, uid, gid int) error {
+	if real, err := filepath.EvalSymlinks(m.Host); err != nil || real != m.Host {
+		return fmt.Errorf("shared folder %s no longer is the folder that was accepted (now %q, %v)", m.Host, real, err)
+	}
+	tag := shareTag(m.Host)
+	if err := a.ensureShare(ctx, tag, m.Host, uid, gid); err != nil {
+		return err
+	}
+	var errb strings.Builder
+	cmd := "sudo -n sh -s " + shellQuote(tag) + " " + shellQuote(m.Host)
+	code, err := c.Run(ctx, cmd, strings.NewReader(virtiofsMountScript), io.Discard, &errb)
+	if err == nil && code != 0 {
+		err = fmt.Errorf("mount -t virtiofs in the guest exited with status %d: %s", code, stderrTail(errb.String()))
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			a.dropShare(ctx, tag)
+		}
+		return err
+	}
+	a.Log.Printf("shared folder %s mounted in the guest through virtio-fs (%s)", m.Host, tag)
+	a.setMountType(gen, i, config.MountVirtioFS, "")
+	a.setMount(gen, i, Mounted, "")
+	a.setMountEvents(gen, i, "off: not carried on virtiofs folders yet (mount_type: sshfs carries them)")
+	<-ctx.Done()
+	return nil
+}
+
+// ensureShare makes sure a device tagged tag, served by a running
+// virtiofsd, is attached to the VM.
+func (a *Agent) ensureShare(ctx context.Context, tag, host string, uid, gid int) error {
+	shares, err := a.Devices.Shares(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range shares {
+		if s.Tag != tag {
+			continue
+		}
+		if pid, ok := a.sharePID(s.Socket); ok && virtiofs.Running(pid, s.Socket) {
+			return nil
+		}
+		// Its virtiofsd is gone: the device serves nothing any more.
+		a.Log.Printf("virtio-fs %s: its virtiofsd is gone; attaching a new one", tag)
+		if err := a.dropShare(ctx, tag); err != nil {
+			return err
+		}
+	}
+	qemuUID, qemuGID, err := a.Devices.QEMUUser(ctx)
+	if err != nil {
+		return err
+	}
+	socketGID, dirMode := -1, os.FileMode(0o700)
+	if qemuUID != os.Getuid() {
+		if os.Getuid() != 0 {
+			return fmt.Errorf("QEMU runs as uid %d and devbox as uid %d, so QEMU could not reach virtiofsd's socket (hint: run devbox as root on qemu:///system, or use qemu:///session)", qemuUID, os.Getuid())
+		}
+		socketGID, dirMode = qemuGID, 0o710
+	}
+	if err := os.MkdirAll(a.ShareDir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(a.ShareDir, dirMode); err != nil {
+		return err
+	}
+	if socketGID >= 0 {
+		if err := os.Chown(a.ShareDir, -1, socketGID); err != nil {
+			return err
+		}
+	}
+	socket := virtiofs.SocketPath(a.ShareDir, tag)
+	if len(socket) > 107 {
+		return fmt.Errorf("virtiofsd's socket path %s is longer than a Unix socket can be", socket)
+	}
+	pidFile := socket + ".pid"
+	virtiofs.Stop(pidFile, socket) // one that never got its VM
+	pid, err := virtiofs.Start(virtiofs.Config{
+		Source: host, Socket: socket, Log: filepath.Join(a.Dir, "virtiofsd-"+tag+".log"),
+		GuestUID: uid, GuestGID: gid, SocketGID: socketGID,
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+		virtiofs.Stop(pidFile, socket)
+		return err
+	}
+	if err := a.Devices.AttachShare(ctx, vm.Share{Tag: tag, Socket: socket}); err != nil {
+		virtiofs.Stop(pidFile, socket)
+		if errors.Is(err, vm.ErrNoSharedMemory) {
+			return fmt.Errorf("%w (hint: devbox destroy, then up, makes the VM anew with it)", err)
+		}
+		return err
+	}
+	a.Log.Printf("virtio-fs %s: virtiofsd (pid %d) serves %s", tag, pid, host)
+	return nil
+}
+
+// sharePID is the pid recorded for the virtiofsd on socket.
+func (a *Agent) sharePID(socket string) (int, bool) {
+	b, err := os.ReadFile(socket + ".pid")
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid, err == nil
+}
+
+// dropShare detaches the device tagged tag and stops its virtiofsd. The
+// guest must have unmounted it (or will find its mount dead).
+func (a *Agent) dropShare(ctx context.Context, tag string) error {
+	err := a.Devices.DetachShare(ctx, tag)
+	socket := virtiofs.SocketPath(a.ShareDir, tag)
+	virtiofs.Stop(socket+".pid", socket)
+	return err
+}
+
+// pruneShares removes the virtio-fs devices of folders no longer served
+// that way (the config changed, or virtio-fs was turned off): unmounted in
+// the guest first, then detached.
+func (a *Agent) pruneShares(ctx context.Context, c *sshutil.Client) {
+	if a.Devices == nil {
+		return
+	}
+	keep := map[string]bool{}
+	for _, m := range a.Mounts {
+		if a.virtiofsFallback(m) == "" {
+			keep[shareTag(m.Host)] = true
+		}
+	}
+	shares, err := a.Devices.Shares(ctx)
+	if err != nil {
+		a.Log.Printf("virtio-fs: %v", err)
+		return
+	}
+	for _, s := range shares {
+		if !strings.HasPrefix(s.Tag, tagPrefix) || keep[s.Tag] {
+			continue
+		}
+		if code, err := c.Run(ctx, "sudo -n sh -s "+shellQuote(s.Tag), strings.NewReader(virtiofsUnmountScript), io.Discard, io.Discard); err != nil || code != 0 {
+			a.Log.Printf("virtio-fs %s: unmount in the guest: exit %d, %v", s.Tag, code, err)
+		}
+		if err := a.dropShare(ctx, s.Tag); err != nil {
+			a.Log.Printf("virtio-fs %s: %v", s.Tag, err)
+		} else {
+			a.Log.Printf("virtio-fs %s: no longer shared; detached", s.Tag)
+		}
+	}
+}

@@ -1,0 +1,79 @@
+package instance
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/devbox-vm/devbox/internal/virtiofs"
+	"github.com/devbox-vm/devbox/vm"
+)
+
+// noVirtioFS says why this host cannot give the VM virtio-fs shares, or
+// "" when it can (the VM then gets shared memory, whatever mount_type
+// says, so that mount_type: virtiofs needs no new VM later).
+func (in *Instance) noVirtioFS() string {
+	if runtime.GOOS != "linux" {
+		return "virtio-fs needs a Linux host (on " + runtime.GOOS + " folders go through reverse SSHFS)"
+	}
+	if u, err := url.Parse(in.Cfg.LibvirtURI); err == nil && u.Host != "" {
+		return "libvirt runs on another host (" + u.Host + "), where this host's folders are not"
+	}
+	if _, err := virtiofs.FindBinary(); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// shareDir holds the sockets of the instance's virtiofsd processes. When
+// devbox runs as root (qemu:///system), QEMU runs as another user and must
+// reach them: a folder of /run, given to QEMU's group. Otherwise QEMU runs
+// as the user: the instance folder.
+func (in *Instance) shareDir() string {
+	if os.Getuid() == 0 {
+		return filepath.Join("/run", in.Domain())
+	}
+	return filepath.Join(in.Dir(), "virtiofs")
+}
+
+// stopShares ends every virtiofsd of the instance and removes their
+// sockets' folder (QEMU's end ends them too; one that never got its VM,
+// after a kill, would wait forever).
+func (in *Instance) stopShares() error {
+	dir := in.shareDir()
+	pidFiles, _ := filepath.Glob(filepath.Join(dir, "*.sock.pid"))
+	for _, p := range pidFiles {
+		virtiofs.Stop(p, p[:len(p)-len(".pid")])
+	}
+	return os.RemoveAll(dir)
+}
+
+// shareDevices changes the VM's virtio-fs devices through its driver,
+// opening a connection for each call (as udpForwards does).
+type shareDevices struct{ udpForwards }
+
+func (s shareDevices) Shares(ctx context.Context) (shares []vm.Share, err error) {
+	err = s.with(ctx, func(d vm.Driver) error {
+		shares, err = d.Shares(ctx, s.domain)
+		return err
+	})
+	return shares, err
+}
+
+func (s shareDevices) AttachShare(ctx context.Context, sh vm.Share) error {
+	return s.with(ctx, func(d vm.Driver) error { return d.AttachShare(ctx, s.domain, sh) })
+}
+
+func (s shareDevices) DetachShare(ctx context.Context, tag string) error {
+	return s.with(ctx, func(d vm.Driver) error { return d.DetachShare(ctx, s.domain, tag) })
+}
+
+func (s shareDevices) QEMUUser(ctx context.Context) (uid, gid int, err error) {
+	err = s.with(ctx, func(d vm.Driver) error {
+		uid, gid, err = d.QEMUUser(ctx, s.domain)
+		return err
+	})
+	return uid, gid, err
+}

@@ -1,0 +1,162 @@
+//go:build linux && (amd64 || arm64)
+
+package virtiofs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// caps are the capabilities virtiofsd gets, in its user namespace only
+// (where they reach no file but the host user's): its sandbox (unshare,
+// mount, pivot_root), dropping the rest, and reaching the user's own files
+// whatever their modes say, as the owner could by chmod. Not CAP_CHOWN,
+// CAP_MKNOD, CAP_FSETID or CAP_SETFCAP: no file is given away, no device
+// made, no set-ID bit kept, no file capability set.
+var caps = []uintptr{
+	unix.CAP_SYS_ADMIN, unix.CAP_SYS_CHROOT, unix.CAP_SETPCAP,
+	unix.CAP_DAC_OVERRIDE, unix.CAP_DAC_READ_SEARCH, unix.CAP_FOWNER,
+	unix.CAP_SETUID, unix.CAP_SETGID,
+}
+
+// Start starts virtiofsd for c, detached from this process (it serves the
+// VM until QEMU lets go of its socket, through agent restarts), and
+// returns once its socket is there. The caller owns the process: it must
+// kill pid if the VM never connects.
+func Start(c Config) (pid int, err error) {
+	bin := c.Binary
+	if bin == "" {
+		if bin, err = FindBinary(); err != nil {
+			return 0, err
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	if err := os.Remove(c.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return 0, err
+	}
+	logf, err := os.OpenFile(c.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(self, append([]string{HelperArg, bin}, daemonArgs(c)...)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setsid:     true,
+		Cloneflags: syscall.CLONE_NEWUSER,
+		// The host user is the guest user; nobody else exists in here.
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: c.GuestUID, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: c.GuestGID, HostID: os.Getgid(), Size: 1}},
+		Credential:  &syscall.Credential{Uid: uint32(c.GuestUID), Gid: uint32(c.GuestGID), NoSetGroups: true},
+		AmbientCaps: caps,
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("start virtiofsd for %s: %w (hint: virtiofs needs user namespaces: sysctl kernel.unprivileged_userns_clone=1)", c.Source, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	if err := waitSocket(c, exited); err != nil {
+		cmd.Process.Kill()
+		return 0, err
+	}
+	return cmd.Process.Pid, nil
+}
+
+// daemonArgs are virtiofsd's options for c.
+func daemonArgs(c Config) []string {
+	return []string{
+		"--socket-path=" + c.Socket,
+		"-o", "source=" + c.Source,
+		"-o", "sandbox=namespace",
+		"-o", "cache=auto",
+		"-o", "no_xattr",
+		"-o", "no_posix_lock", "-o", "no_flock",
+		// Its own capability list, trimmed as ours is.
+		"-o", "modcaps=-chown:-mknod:-fsetid:-setfcap",
+		// The open-file limit as it is: raising it needs the host's
+		// CAP_SYS_RESOURCE, which virtiofsd does not have here.
+		"--rlimit-nofile=0",
+	}
+}
+
+// waitSocket waits until virtiofsd listens (then gives the socket to
+// c.SocketGID), or says why it never will.
+func waitSocket(c Config, exited <-chan error) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if fi, err := os.Stat(c.Socket); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			break
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("virtiofsd for %s exited before it listened (%v): see %s", c.Source, err, c.Log)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("virtiofsd for %s did not listen within 10 s: see %s", c.Source, c.Log)
+		}
+	}
+	if c.SocketGID >= 0 {
+		if err := os.Chown(c.Socket, -1, c.SocketGID); err != nil {
+			return fmt.Errorf("give virtiofsd's socket to QEMU's group: %w", err)
+		}
+		if err := os.Chmod(c.Socket, 0o660); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Helper runs in the user namespace Start made: it puts itself under the
+// filter and becomes virtiofsd (args: its path, then its arguments). It
+// returns only on failure.
+func Helper(args []string) error {
+	if len(args) < 1 {
+		return errors.New("virtiofsd helper: no virtiofsd given")
+	}
+	if err := installFilter(); err != nil {
+		return err
+	}
+	return unix.Exec(args[0], args, os.Environ())
+}
+
+// Running reports whether pid is a virtiofsd serving socket (a pid file's
+// number may belong to another program by now).
+func Running(pid int, socket string) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	for _, arg := range bytes.Split(cmdline, []byte{0}) {
+		if string(arg) == "--socket-path="+socket {
+			return true
+		}
+	}
+	return false
+}
+
+// Stop ends the virtiofsd serving socket whose pid is in pidFile, if it
+// still runs, and removes the pid file and the socket.
+func Stop(pidFile, socket string) {
+	if b, err := os.ReadFile(pidFile); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && Running(pid, socket) {
+			unix.Kill(pid, unix.SIGTERM)
+		}
+	}
+	os.Remove(pidFile)
+	os.Remove(socket)
+}
