@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -28,10 +29,17 @@ var caps = []uintptr{
 	unix.CAP_SETUID, unix.CAP_SETGID,
 }
 
+// socketEnv marks a virtiofsd with the socket it serves (Running reads it
+// back from /proc: a pid file's number may belong to another program).
+const socketEnv = "DEVBOX_VIRTIOFS_SOCKET"
+
 // Start starts virtiofsd for c, detached from this process (it serves the
-// VM until QEMU lets go of its socket, through agent restarts), and
-// returns once its socket is there. The caller owns the process: it must
-// kill pid if the VM never connects.
+// VM until QEMU lets go of its socket, through agent restarts). The
+// socket is made here and handed over (--fd), so it is ready when Start
+// returns, with the right owner from the start; virtiofsd then writes no
+// pid file of its own (it would in /var/run, out of an ordinary user's
+// reach). The caller owns the process: it must stop it if the VM never
+// connects.
 func Start(c Config) (pid int, err error) {
 	bin := c.Binary
 	if bin == "" {
@@ -43,17 +51,21 @@ func Start(c Config) (pid int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := os.Remove(c.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+	listener, err := listen(c)
+	if err != nil {
 		return 0, err
 	}
+	defer listener.Close()
 	logf, err := os.OpenFile(c.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
+		os.Remove(c.Socket)
 		return 0, err
 	}
 	defer logf.Close()
 	cmd := exec.Command(self, append([]string{HelperArg, bin}, daemonArgs(c)...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.ExtraFiles = []*os.File{listener} // fd 3
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", socketEnv + "=" + c.Socket}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setsid:     true,
@@ -65,21 +77,56 @@ func Start(c Config) (pid int, err error) {
 		AmbientCaps: caps,
 	}
 	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start virtiofsd for %s: %w (hint: virtiofs needs user namespaces: sysctl kernel.unprivileged_userns_clone=1)", c.Source, err)
+		os.Remove(c.Socket)
+		return 0, fmt.Errorf("start virtiofsd for %s: %w (hint: virtiofs needs user namespaces: sysctl user.max_user_namespaces above 0)", c.Source, err)
 	}
+	// Until it exits or takes the socket, an early failure is reported.
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	if err := waitSocket(c, exited); err != nil {
-		cmd.Process.Kill()
-		return 0, err
+	select {
+	case err := <-exited:
+		os.Remove(c.Socket)
+		return 0, fmt.Errorf("virtiofsd for %s exited at once (%v): see %s", c.Source, err, c.Log)
+	case <-time.After(300 * time.Millisecond):
 	}
 	return cmd.Process.Pid, nil
+}
+
+// listen makes virtiofsd's listening socket, open to QEMU's group when
+// c.SocketGID says so, else to this user alone.
+func listen(c Config) (*os.File, error) {
+	if err := os.Remove(c.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: c.Socket, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("virtiofsd's socket: %w", err)
+	}
+	l.SetUnlinkOnClose(false)
+	defer l.Close()
+	mode := os.FileMode(0o600)
+	if c.SocketGID >= 0 {
+		mode = 0o660
+		err = os.Chown(c.Socket, -1, c.SocketGID)
+	}
+	if err == nil {
+		err = os.Chmod(c.Socket, mode)
+	}
+	var f *os.File
+	if err == nil {
+		f, err = l.File()
+	}
+	if err != nil {
+		os.Remove(c.Socket)
+		return nil, fmt.Errorf("virtiofsd's socket: %w", err)
+	}
+	return f, nil
 }
 
 // daemonArgs are virtiofsd's options for c.
 func daemonArgs(c Config) []string {
 	return []string{
-		"--socket-path=" + c.Socket,
+		"--fd=3",
 		"-o", "source=" + c.Source,
 		"-o", "sandbox=namespace",
 		"-o", "cache=auto",
@@ -91,34 +138,6 @@ func daemonArgs(c Config) []string {
 		// CAP_SYS_RESOURCE, which virtiofsd does not have here.
 		"--rlimit-nofile=0",
 	}
-}
-
-// waitSocket waits until virtiofsd listens (then gives the socket to
-// c.SocketGID), or says why it never will.
-func waitSocket(c Config, exited <-chan error) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if fi, err := os.Stat(c.Socket); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			break
-		}
-		select {
-		case err := <-exited:
-			return fmt.Errorf("virtiofsd for %s exited before it listened (%v): see %s", c.Source, err, c.Log)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("virtiofsd for %s did not listen within 10 s: see %s", c.Source, c.Log)
-		}
-	}
-	if c.SocketGID >= 0 {
-		if err := os.Chown(c.Socket, -1, c.SocketGID); err != nil {
-			return fmt.Errorf("give virtiofsd's socket to QEMU's group: %w", err)
-		}
-		if err := os.Chmod(c.Socket, 0o660); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Helper runs in the user namespace Start made: it puts itself under the
@@ -137,12 +156,12 @@ func Helper(args []string) error {
 // Running reports whether pid is a virtiofsd serving socket (a pid file's
 // number may belong to another program by now).
 func Running(pid int, socket string) bool {
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 	if err != nil {
 		return false
 	}
-	for _, arg := range bytes.Split(cmdline, []byte{0}) {
-		if string(arg) == "--socket-path="+socket {
+	for _, kv := range bytes.Split(environ, []byte{0}) {
+		if string(kv) == socketEnv+"="+socket {
 			return true
 		}
 	}

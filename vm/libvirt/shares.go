@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -115,7 +116,8 @@ func (d *Driver) DetachShare(ctx context.Context, name, tag string) error {
 }
 
 // QEMUUser implements vm.Driver, from the live domain's DAC label
-// ("+64055:+107"). A domain without one runs QEMU as libvirt's own user.
+// ("+64055:+107"); libvirt's session daemon labels nothing, and runs
+// QEMU as the user.
 func (d *Driver) QEMUUser(ctx context.Context, name string) (uid, gid int, err error) {
 	_, desc, err := d.live(name)
 	if err != nil {
@@ -129,6 +131,10 @@ func (d *Driver) QEMUUser(ctx context.Context, name string) (uid, gid int, err e
 			return uid, gid, nil
 		}
 		return 0, 0, fmt.Errorf("domain %s: unexpected DAC label %q", name, l.Label)
+	}
+	if d.uri != nil && d.uri.Path == "/session" && d.uri.Host == "" {
+		// The session daemon runs QEMU as itself: the user who connects.
+		return os.Getuid(), os.Getgid(), nil
 	}
 	return 0, 0, fmt.Errorf("domain %s: no DAC label: which user QEMU runs as is unknown", name)
 }

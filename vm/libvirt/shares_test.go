@@ -3,6 +3,8 @@ package libvirt
 import (
 	"context"
 	"errors"
+	"net/url"
+	"os"
 	"reflect"
 	"testing"
 
@@ -47,5 +49,9 @@ func TestShares(t *testing.T) {
 	}
 	if _, _, err := d.QEMUUser(ctx, "devbox-old"); err == nil {
 		t.Error("QEMUUser of a domain without a DAC label: no error")
+	}
+	d.uri, _ = url.Parse("qemu:///session")
+	if uid, gid, err := d.QEMUUser(ctx, "devbox-old"); err != nil || uid != os.Getuid() || gid != os.Getgid() {
+		t.Errorf("QEMUUser on qemu:///session = %d, %d, %v; want this user", uid, gid, err)
 	}
 }
