@@ -101,6 +101,7 @@ user:
 			time.Sleep(time.Second)
 		}
 	})
+	t.Run("mount_type: virtiofs", func(t *testing.T) { testVirtioFS(t, e) })
 	e.ok(3*time.Minute, "destroy", "-f")
 	e.assertGone("baked")
 }

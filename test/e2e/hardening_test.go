@@ -36,6 +36,7 @@ type agentStatus struct {
 			Host   string `json:"host"`
 			State  string `json:"state"`
 			Reason string `json:"reason"`
+			Type   string `json:"type"`
 		} `json:"mounts"`
 	} `json:"agent_status"`
 }

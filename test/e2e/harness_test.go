@@ -236,6 +236,9 @@ func (e *env) assertGone(name string) {
 	if _, err := os.Stat(filepath.Join(e.home, "instances", name)); !os.IsNotExist(err) {
 		e.t.Errorf("instance folder of %s left on disk (stat: %v)", name, err)
 	}
+	for _, l := range virtiofsLeft(e.domain(name)) {
+		e.t.Errorf("%s left of %s's virtio-fs shares", l, name)
+	}
 }
 
 // cleanup destroys the instance when the test ends, whatever happened:
@@ -584,7 +587,7 @@ func contextLeftovers(names map[string]bool) []leftover {
 	return left
 }
 
-func contains(t *testing.T, what, s string, wants ...string) {
+func contains(t testing.TB, what, s string, wants ...string) {
 	t.Helper()
 	for _, w := range wants {
 		if !strings.Contains(s, w) {

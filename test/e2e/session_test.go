@@ -98,12 +98,14 @@ func TestSessionLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := &env{t: t, bin: bin, home: u.dir(t, "home"), project: u.dir(t, "project"), as: u}
-	e.writeConfig(fmt.Sprintf("name: session\nbox: %s\ncpus: 2\nmemory: 2GiB\ndisk: 8GiB\nuser:\n  name: dev\n", box))
+	// virtio-fs as an ordinary user: QEMU runs as the user, and so does
+	// virtiofsd, with the socket in the instance folder.
+	e.writeConfig(fmt.Sprintf("name: session\nbox: %s\ncpus: 2\nmemory: 2GiB\ndisk: 8GiB\nmount_type: virtiofs\nuser:\n  name: dev\n", box))
 	os.Chown(filepath.Join(e.project, "devbox.yaml"), u.uid, u.gid)
 	e.cleanup("session")
 
 	r := e.ok(20*time.Minute, "up")
-	contains(t, "up", r.stderr, "Installing Docker engine")
+	contains(t, "up", r.stderr, "Installing Docker engine", "shared folder "+e.project+": virtio-fs")
 	st := e.status()
 	if st.State != "running" {
 		t.Fatalf("status: %+v", st)
@@ -137,7 +139,7 @@ func TestSessionLifecycle(t *testing.T) {
 		t.Errorf("after halt: %+v", st)
 	}
 	r = e.ok(10*time.Minute, "up")
-	contains(t, "warm up", r.stderr, "Starting the VM", "already provisioned")
+	contains(t, "warm up", r.stderr, "Starting the VM", "already provisioned", "shared folder "+e.project+": virtio-fs")
 
 	// Nothing of the run is root's.
 	for _, root := range []string{e.home, e.project, filepath.Join(u.home, ".local", "share", "libvirt")} {
@@ -157,5 +159,8 @@ func TestSessionLifecycle(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(e.home, "instances", "session")); !os.IsNotExist(err) {
 		t.Errorf("instance folder left: %v", err)
+	}
+	for _, l := range virtiofsLeft(e.domain("session")) {
+		t.Errorf("%s left of the virtio-fs share", l)
 	}
 }
