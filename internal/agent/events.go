@@ -55,8 +55,8 @@ func replayOpFor(c hostwatch.Change) (replayOp, bool) {
 
 // keepReplaying runs replayEvents until ctx ends, starting the guest's
 // helper again 5 s after it ended by itself.
-func (a *Agent) keepReplaying(ctx context.Context, c *sshutil.Client, gen, i int, m config.Mount, replays *sharedfs.Replays) {
-	for a.replayEvents(ctx, c, gen, i, m, replays) {
+func (a *Agent) keepReplaying(ctx context.Context, c *sshutil.Client, gen, i int, m config.Mount, replays *sharedfs.Replays, virtiofs bool) {
+	for a.replayEvents(ctx, c, gen, i, m, replays, virtiofs) {
 		select {
 		case <-ctx.Done():
 			return
@@ -67,8 +67,11 @@ func (a *Agent) keepReplaying(ctx context.Context, c *sshutil.Client, gen, i int
 
 // replayEvents watches shared folder m on the host and replays its
 // changes in the guest (see sharedfs.Replays) until ctx ends. It returns
-// true when the guest's helper ended while the connection lasts.
-func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int, m config.Mount, replays *sharedfs.Replays) (again bool) {
+// true when the guest's helper ended while the connection lasts. On a
+// virtio-fs folder (virtiofs) the helper raises what it can without
+// changing the host's files (see replay.py), and drops the echoes of the
+// guest's own changes itself.
+func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int, m config.Mount, replays *sharedfs.Replays, virtiofs bool) (again bool) {
 	if code, err := c.Run(ctx, "command -v python3 >/dev/null", nil, io.Discard, io.Discard); err != nil || code != 0 {
 		if ctx.Err() == nil {
 			a.Log.Printf("WARNING: file events of %s: no python3 in the guest, host changes raise no inotify events there", m.Host)
@@ -76,7 +79,16 @@ func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int,
 		}
 		return false
 	}
-	rwc, wait, err := c.Pipe(ctx, "sudo -n python3 -u -c "+shellQuote(replayHelper))
+	helper := "sudo -n python3 -u -c " + shellQuote(replayHelper)
+	if virtiofs {
+		helper += " virtiofs " + shellQuote(m.Host)
+		for _, ig := range a.EventsIgnore {
+			if !strings.Contains(ig, "/") {
+				helper += " " + shellQuote(ig)
+			}
+		}
+	}
+	rwc, wait, err := c.Pipe(ctx, helper)
 	if err != nil {
 		if ctx.Err() == nil {
 			a.Log.Printf("WARNING: file events of %s: %v", m.Host, err)
@@ -103,6 +115,9 @@ func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int,
 		},
 		Watching: func(n int) {
 			st := fmt.Sprintf("on (watching %d folders)", n)
+			if virtiofs {
+				st = fmt.Sprintf("on, close_write and attrib only (virtio-fs; watching %d folders)", n)
+			}
 			if limited != "" {
 				st = "limited: " + limited
 			}

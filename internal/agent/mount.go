@@ -82,7 +82,7 @@ func (a *Agent) serveMount(ctx context.Context, c *sshutil.Client, gen, i int, m
 				case !a.FileEvents:
 					a.setMountEvents(gen, i, "off: file_events.enabled is false")
 				default:
-					go a.keepReplaying(mctx, c, gen, i, m, replays)
+					go a.keepReplaying(mctx, c, gen, i, m, replays, false)
 				}
 			} else {
 				a.Log.Printf("WARNING: shared folder %s: %v", m.Host, cerr)

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/sharedfs"
 	"github.com/devbox-vm/devbox/internal/virtiofs"
 	"github.com/devbox-vm/devbox/sshutil"
 	"github.com/devbox-vm/devbox/vm"
@@ -86,7 +87,13 @@ func (a *Agent) serveVirtioFS(ctx context.Context, c *sshutil.Client, gen, i int
 	a.Log.Printf("shared folder %s mounted in the guest through virtio-fs (%s)", m.Host, tag)
 	a.setMountType(gen, i, config.MountVirtioFS, "")
 	a.setMount(gen, i, Mounted, "")
-	a.setMountEvents(gen, i, "off: not carried on virtiofs folders yet (mount_type: sshfs carries them)")
+	if a.FileEvents {
+		// No server sees the guest's requests: the helper tells the
+		// guest's own changes from the host's.
+		a.keepReplaying(ctx, c, gen, i, m, sharedfs.NewReplays(), true)
+	} else {
+		a.setMountEvents(gen, i, "off: file_events.enabled is false")
+	}
 	<-ctx.Done()
 	return nil
 }

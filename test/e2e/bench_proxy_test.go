@@ -14,8 +14,8 @@ import (
 
 // proxyFigures are issue 3's measurements, all from one run on one VM.
 type proxyFigures struct {
-	run, controlMaster, newSSH     time.Duration // one `true`
-	dockerHost, dockerGuest        time.Duration // one `docker version`
+	run, controlMaster, newSSH time.Duration // one `true`
+	dockerHost, dockerGuest    time.Duration // one `docker version`
 }
 
 func benchProxy(b *testing.B, e *env, st status, sshArgs []string) proxyFigures {

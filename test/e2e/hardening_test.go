@@ -37,6 +37,7 @@ type agentStatus struct {
 			State  string `json:"state"`
 			Reason string `json:"reason"`
 			Type   string `json:"type"`
+			Events string `json:"events"`
 		} `json:"mounts"`
 	} `json:"agent_status"`
 }

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -107,6 +108,47 @@ func testVirtioFS(t *testing.T, e *env) {
 	t.Run("the read-only folder stays read-only", func(t *testing.T) {
 		if r := e.run(time.Minute, nil, "ssh", "--", "sudo", "touch", ro+"/vfs-ro"); r.code == 0 {
 			t.Error("the VM wrote into the read-only folder")
+		}
+	})
+
+	t.Run("host edits raise close_write and attrib in the VM, the guest's own writes no echo", func(t *testing.T) {
+		watched := filepath.Join(e.project, "vwatched")
+		os.MkdirAll(watched, 0o755)
+		os.WriteFile(filepath.Join(watched, "a.txt"), []byte("before\n"), 0o644)
+		bin := buildTool(t, "inotifylog", "amd64", t.TempDir())
+		tool := filepath.Join(e.project, "vfs-inotifylog")
+		data, _ := os.ReadFile(bin)
+		os.WriteFile(tool, data, 0o755)
+		ctx, cancel := context.WithCancel(context.Background())
+		cmd := e.command(ctx, e.project, "ssh", "--", tool, watched)
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cancel(); cmd.Wait() }()
+		inVM := &eventLog{}
+		go inVM.follow(out)
+		inVM.await(t, "the VM", time.Minute, "ready")
+		if s := e.agentStatus(); !strings.Contains(s.AgentStatus.Mounts[0].Events, "close_write and attrib") {
+			t.Errorf("status of the virtio-fs folder's events: %q", s.AgentStatus.Mounts[0].Events)
+		}
+
+		a := filepath.Join(watched, "a.txt")
+		os.WriteFile(a, []byte("edited on the host\n"), 0o644)
+		took := inVM.await(t, "the VM", 10*time.Second, "CLOSE_WRITE "+a, "ATTRIB "+a)
+		t.Logf("an edit on the host was seen by inotify in the VM after %v", took.Round(time.Millisecond))
+		if r := e.ok(time.Minute, "run", "--", "cat", "vwatched/a.txt"); r.stdout != "edited on the host\n" {
+			t.Errorf("after the replay the VM reads %q", r.stdout)
+		}
+
+		g := filepath.Join(watched, "guest.txt")
+		e.ok(time.Minute, "ssh", "--", "sh", "-c", "echo from the guest > "+g)
+		time.Sleep(3 * time.Second) // past the echo window: an echo would have come by now
+		marker := filepath.Join(watched, "marker.txt")
+		os.WriteFile(marker, []byte("last\n"), 0o644)
+		inVM.await(t, "the VM", 10*time.Second, "CLOSE_WRITE "+marker)
+		if n, m := inVM.count("CLOSE_WRITE "+g), inVM.count("ATTRIB "+g); n != 1 || m != 0 {
+			t.Errorf("the guest's own write: close_write seen %d times and attrib %d, want once and none (no echo)", n, m)
 		}
 	})
 
