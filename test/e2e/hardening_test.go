@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -57,6 +58,18 @@ func (e *env) agentPID(name string) string {
 	b, _ := os.ReadFile(filepath.Join(e.home, "instances", name, "agent.pid"))
 	pid, _, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
 	return pid
+}
+
+// killAgent kills the instance's agent with SIGKILL and waits until it is
+// gone.
+func (e *env) killAgent(t *testing.T, name string) {
+	t.Helper()
+	pid, err := strconv.Atoi(e.agentPID(name))
+	if err != nil {
+		t.Fatalf("agent pid of %s: %v", name, err)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitGone(t, pid)
 }
 
 // testHardening: the VM acting against the host through its share, and

@@ -178,12 +178,7 @@ func testProxy(t *testing.T, e *env, busybox string) {
 		}
 	})
 	t.Run("run falls back when the agent is killed; up restarts it", func(t *testing.T) {
-		n, err := strconv.Atoi(e.agentPID("life"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		syscall.Kill(n, syscall.SIGKILL)
-		waitGone(t, n)
+		e.killAgent(t, "life")
 		r := e.run(2*time.Minute, nil, "run", "cat", "from-host.txt")
 		if r.code != 0 || r.stdout != "written on the host" || !strings.Contains(r.stderr, "direct connection") {
 			t.Errorf("run with the agent killed:\n%s", r)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -155,12 +154,7 @@ func testVirtioFS(t *testing.T, e *env) {
 	t.Run("the share outlives the agent", func(t *testing.T) {
 		// virtiofsd serves the VM, not the agent: a killed agent's
 		// successor finds the device and mounts nothing again.
-		pid, err := strconv.Atoi(e.agentPID("baked"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		syscall.Kill(pid, syscall.SIGKILL)
-		waitGone(t, pid)
+		e.killAgent(t, "baked")
 		os.WriteFile(filepath.Join(e.project, "vfs-after"), []byte("after\n"), 0o644)
 		e.ok(5*time.Minute, "up")
 		if r := e.ok(time.Minute, "run", "--", "cat", "vfs-after"); r.stdout != "after\n" {

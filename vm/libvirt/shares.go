@@ -71,17 +71,23 @@ func (d *Driver) Shares(ctx context.Context, name string) ([]vm.Share, error) {
 	return shares, nil
 }
 
-// AttachShare implements vm.Driver.
-func (d *Driver) AttachShare(ctx context.Context, name string, s vm.Share) error {
+// shareDevice is the domain name and the device XML of share s.
+func (d *Driver) shareDevice(name string, s vm.Share) (golibvirt.Domain, string, error) {
 	dom, err := d.lookup(name)
 	if err != nil {
-		return err
+		return dom, "", err
 	}
 	dev, err := templates.Render("share.xml.tmpl", s)
+	return dom, string(dev), err
+}
+
+// AttachShare implements vm.Driver.
+func (d *Driver) AttachShare(ctx context.Context, name string, s vm.Share) error {
+	dom, dev, err := d.shareDevice(name, s)
 	if err != nil {
 		return err
 	}
-	if err := d.l.DomainAttachDeviceFlags(dom, string(dev), affectLive); err != nil {
+	if err := d.l.DomainAttachDeviceFlags(dom, dev, affectLive); err != nil {
 		if strings.Contains(err.Error(), "requires shared memory") {
 			return fmt.Errorf("domain %s: share %s: %w", name, s.Tag, vm.ErrNoSharedMemory)
 		}
@@ -100,15 +106,11 @@ func (d *Driver) DetachShare(ctx context.Context, name, tag string) error {
 		if s.Tag != tag {
 			continue
 		}
-		dom, err := d.lookup(name)
+		dom, dev, err := d.shareDevice(name, s)
 		if err != nil {
 			return err
 		}
-		dev, err := templates.Render("share.xml.tmpl", s)
-		if err != nil {
-			return err
-		}
-		if err := d.l.DomainDetachDeviceFlags(dom, string(dev), affectLive); err != nil {
+		if err := d.l.DomainDetachDeviceFlags(dom, dev, affectLive); err != nil {
 			return fmt.Errorf("domain %s: detach share %s: %w", name, tag, err)
 		}
 	}
