@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -97,7 +99,7 @@ func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int,
 		return false
 	}
 	defer func() { rwc.Close(); wait() }()
-	acks := bufio.NewReader(rwc)
+	answers := readAnswers(rwc, replays)
 	ctx, stopWatch := context.WithCancel(ctx) // the watcher ends with the helper
 	defer stopWatch()
 
@@ -140,7 +142,7 @@ func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int,
 			}
 			return false
 		case <-queue.ready():
-			if err := a.replayBatch(rwc, acks, replays, queue.take(), &failed); err != nil {
+			if err := a.replayBatch(rwc, answers, replays, queue.take(), &failed); err != nil {
 				if ctx.Err() == nil {
 					a.Log.Printf("WARNING: file events of %s: the guest's helper ended: %v; starting it again in 5 s", m.Host, err)
 					a.setMountEvents(gen, i, "off: the guest's helper ended: "+err.Error())
@@ -158,7 +160,7 @@ func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int,
 // folder: the helper runs a wave's requests at once, and a folder's
 // mkdir must be done before a create in it. A create or mkdir, which
 // hides its path from the guest until it is made, goes alone.
-func (a *Agent) replayBatch(w io.Writer, acks *bufio.Reader, replays *sharedfs.Replays, cs []hostwatch.Change, failed *dedup) error {
+func (a *Agent) replayBatch(w io.Writer, answers <-chan string, replays *sharedfs.Replays, cs []hostwatch.Change, failed *dedup) error {
 	type request struct {
 		op     replayOp
 		change hostwatch.Change
@@ -203,8 +205,9 @@ func (a *Agent) replayBatch(w io.Writer, acks *bufio.Reader, replays *sharedfs.R
 		}
 		_, err := w.Write(out.Bytes())
 		for n := 0; err == nil && n < len(wave); n++ {
-			var line string
-			if line, err = acks.ReadString('\n'); err != nil {
+			line, ok := <-answers
+			if !ok {
+				err = errors.New("the helper's output ended")
 				break
 			}
 			idText, msg, _ := strings.Cut(strings.TrimSpace(line), " ")
@@ -230,6 +233,32 @@ func (a *Agent) replayBatch(w io.Writer, acks *bufio.Reader, replays *sharedfs.R
 		}
 	}
 	return nil
+}
+
+// readAnswers reads the helper's output: answers to requests, which it
+// passes on, and the changes the guest made itself ("g HEX-PATH", on a
+// virtio-fs folder), which it records in replays so that their echoes are
+// not sent back. The channel closes when the output ends.
+func readAnswers(r io.Reader, replays *sharedfs.Replays) <-chan string {
+	answers := make(chan string, 64)
+	go func() {
+		defer close(answers)
+		lines := bufio.NewReader(r)
+		for {
+			line, err := lines.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if h, ok := strings.CutPrefix(line, "g "); ok {
+				if p, err := hex.DecodeString(strings.TrimSpace(h)); err == nil {
+					replays.GuestChanged(string(p))
+				}
+				continue
+			}
+			answers <- line
+		}
+	}()
+	return answers
 }
 
 // hasAncestorIn reports whether a folder holding p is in set.

@@ -14,7 +14,9 @@
 # file is opened for writing and closed, and given its own mode again
 # (close_write and attrib, and nothing written); a new folder gets its own
 # mode again (attrib); a removal raises nothing. The guest's own changes
-# are seen here by inotify, so that their echo from the host is dropped.
+# are seen here by inotify, so that their echo from the host is dropped:
+# each is reported on stdout as "g HEX-PATH" (the agent then sends no
+# request for its echo), and a request that comes anyway is skipped.
 import ctypes
 import os
 import queue
@@ -82,6 +84,7 @@ class GuestChanges:
         while True:
             buf = os.read(self.fd, 65536)
             now = time.monotonic()
+            seen = []
             i = 0
             while i < len(buf):
                 wd, mask, _, n = struct.unpack_from("iIII", buf, i)
@@ -96,9 +99,12 @@ class GuestChanges:
                 with self.lock:
                     if now - self.mine.get(path, -MINE) >= MINE:
                         self.changed[path] = now
+                        seen.append(path)
                     if len(self.changed) > 10000:
                         self.changed = {p: t for p, t in self.changed.items() if now - t < ECHO}
                         self.mine = {p: t for p, t in self.mine.items() if now - t < MINE}
+            if seen:
+                emit("".join("g %s\n" % p.hex() for p in dict.fromkeys(seen)))
 
     def echo(self, path):
         """Whether path changed in the guest lately; if not, the replay about
@@ -155,10 +161,14 @@ WORKERS = 8
 out_lock = threading.Lock()
 
 
-def answer(rid, msg):
+def emit(text):
     with out_lock:
-        sys.stdout.write("%s %s\n" % (rid, msg))
+        sys.stdout.write(text)
         sys.stdout.flush()
+
+
+def answer(rid, msg):
+    emit("%s %s\n" % (rid, msg))
 
 
 def worker(q):

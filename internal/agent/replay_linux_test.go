@@ -3,7 +3,6 @@
 package agent
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/devbox-vm/devbox/internal/sharedfs"
 )
 
 // TestReplayOnVirtioFS runs the guest's helper here, in its virtio-fs mode,
@@ -42,21 +43,31 @@ func TestReplayOnVirtioFS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() }()
-	answers := bufio.NewReader(stdout)
+	replays := sharedfs.NewReplays()
+	answers := readAnswers(stdout, replays)
 	ask := func(id int, op, path string) {
 		t.Helper()
 		fmt.Fprintf(stdin, "%d\x00%s\x00%s\x000\x00", id, op, path)
-		line, err := answers.ReadString('\n')
-		if err != nil || strings.TrimSpace(line) != fmt.Sprintf("%d ok", id) {
-			t.Fatalf("%s %s: answer %q, %v", op, path, line, err)
+		select {
+		case line := <-answers:
+			if strings.TrimSpace(line) != fmt.Sprintf("%d ok", id) {
+				t.Fatalf("%s %s: answer %q", op, path, line)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s %s: no answer", op, path)
 		}
 	}
 	// The helper's watcher is up once it answers.
 	ask(0, "remove", filepath.Join(root, "gone.txt"))
 
-	// The "guest" writes own.txt itself; then the host's echo comes.
+	// The "guest" writes own.txt itself; the helper reports it, and
+	// skips the request for the host's echo that may come anyway.
 	os.WriteFile(own, []byte("y\n"), 0o644)
-	time.Sleep(200 * time.Millisecond) // the helper's inotify reads it
+	for deadline := time.Now().Add(5 * time.Second); !replays.ChangedByGuest(own, time.Minute); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the helper did not report the guest's own write")
+		}
+	}
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
 	if err != nil {
 		t.Fatal(err)

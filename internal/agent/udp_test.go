@@ -1,9 +1,8 @@
 package agent
 
 import (
-	"bufio"
-	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"log"
 	"strings"
@@ -182,8 +181,8 @@ func TestChangeQueueNeverBlocks(t *testing.T) {
 // fakeHelper is the guest's replay helper: it answers every request it
 // is sent "id ok", and keeps the waves it got.
 type fakeHelper struct {
-	acks  bytes.Buffer
-	waves [][]string // "op path" per request, by wave
+	answers chan string
+	waves   [][]string // "op path" per request, by wave
 }
 
 func (h *fakeHelper) Write(p []byte) (int, error) {
@@ -191,7 +190,7 @@ func (h *fakeHelper) Write(p []byte) (int, error) {
 	var wave []string
 	for i := 0; i+3 < len(f); i += 4 { // id, op, path, size
 		wave = append(wave, f[i+1]+" "+f[i+2])
-		fmt.Fprintf(&h.acks, "%s ok\n", f[i])
+		h.answers <- f[i] + " ok\n"
 	}
 	h.waves = append(h.waves, wave)
 	return len(p), nil
@@ -201,7 +200,7 @@ func TestReplayWaves(t *testing.T) {
 	var logs testutil.Buffer
 	a := &Agent{Log: log.New(&logs, "", 0)}
 	r := sharedfs.NewReplays()
-	h := &fakeHelper{}
+	h := &fakeHelper{answers: make(chan string, 100)}
 	at := time.Now()
 	cs := []hostwatch.Change{
 		{Path: "/p/a.go", Kind: hostwatch.Modify, At: at},
@@ -211,12 +210,30 @@ func TestReplayWaves(t *testing.T) {
 		{Path: "/p/new.go", Kind: hostwatch.Modify, At: at},
 		{Path: "/p/old.go", Kind: hostwatch.Remove, At: at},
 	}
-	if err := a.replayBatch(h, bufio.NewReader(&h.acks), r, cs, &dedup{}); err != nil {
+	if err := a.replayBatch(h, h.answers, r, cs, &dedup{}); err != nil {
 		t.Fatal(err)
 	}
 	got := fmt.Sprint(h.waves)
 	// Creates go alone; the rest share waves, a path once per wave.
 	if want := "[[modify /p/a.go modify /p/b.go] [mkdir /p/new] [create /p/new.go] [modify /p/new.go remove /p/old.go]]"; got != want {
 		t.Errorf("waves %s\nwant  %s", got, want)
+	}
+}
+
+// TestReadAnswers: the helper's reports of the guest's own changes are
+// recorded, not taken for answers.
+func TestReadAnswers(t *testing.T) {
+	r := sharedfs.NewReplays()
+	out := "g " + hex.EncodeToString([]byte("/p/own file.txt")) + "\n0 ok\n1 No such file or directory\n"
+	answers := readAnswers(strings.NewReader(out), r)
+	var got []string
+	for a := range answers {
+		got = append(got, a)
+	}
+	if want := []string{"0 ok\n", "1 No such file or directory\n"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("answers %q, want %q", got, want)
+	}
+	if !r.ChangedByGuest("/p/own file.txt", time.Minute) {
+		t.Error("the guest's own change was not recorded")
 	}
 }

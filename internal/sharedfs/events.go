@@ -106,8 +106,10 @@ func (r *Replays) LookedUpSince(path string, t time.Time) bool {
 	return ok && !l.Before(t)
 }
 
-// guestChanged records a change the guest made to path.
-func (r *Replays) guestChanged(path string) {
+// GuestChanged records a change the guest made to path: the server
+// records those it serves; on a virtio-fs folder, which no server of
+// devbox sees, the guest's helper reports them.
+func (r *Replays) GuestChanged(path string) {
 	if r != nil {
 		r.record(r.byGuest, path)
 	}

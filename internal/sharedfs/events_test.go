@@ -143,7 +143,7 @@ func TestReplayExpires(t *testing.T) {
 	if _, ok := r.take("/p/x", false, ReplayCreate); ok {
 		t.Error("replay outlived its time")
 	}
-	r.guestChanged("/p/y")
+	r.GuestChanged("/p/y")
 	if !r.ChangedByGuest("/p/y", time.Second) || r.ChangedByGuest("/p/z", time.Second) {
 		t.Error("guest changes misrecorded")
 	}
@@ -154,7 +154,7 @@ func TestReplayExpires(t *testing.T) {
 	// Records older than a minute are swept by a later one.
 	r.lookedUp("/p/z")
 	now = now.Add(2 * time.Minute)
-	r.guestChanged("/p/w")
+	r.GuestChanged("/p/w")
 	if len(r.byGuest) != 1 || len(r.looked) != 0 {
 		t.Errorf("not swept: byGuest %v, looked %v", r.byGuest, r.looked)
 	}

@@ -33,7 +33,7 @@ type handler struct {
 func (h *handler) abs(name string) string { return filepath.Join(h.dir, name) }
 
 // changed records that the guest changed name.
-func (h *handler) changed(name string) { h.replays.guestChanged(h.abs(name)) }
+func (h *handler) changed(name string) { h.replays.GuestChanged(h.abs(name)) }
 
 // errNotExist is what a stat of a path whose creation is being replayed
 // returns: the guest's kernel must take the create path.
