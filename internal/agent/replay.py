@@ -78,7 +78,8 @@ class GuestChanges:
             subdirs[:] = [d for d in subdirs if d not in self.ignored]
             wd = self.libc.inotify_add_watch(self.fd, path, mask)
             if wd >= 0:
-                self.dirs[wd] = path
+                with self.lock:
+                    self.dirs[wd] = path
 
     def follow(self):
         while True:
@@ -90,7 +91,8 @@ class GuestChanges:
                 wd, mask, _, n = struct.unpack_from("iIII", buf, i)
                 name = buf[i + 16:i + 16 + n].rstrip(b"\0")
                 i += 16 + n
-                folder = self.dirs.get(wd)
+                with self.lock:
+                    folder = self.dirs.get(wd)
                 if folder is None or not name:
                     continue
                 path = os.path.join(folder, name)
@@ -136,6 +138,9 @@ def replay(op, path, size):
     if guest is not None:
         if op in (b"modify", b"create", b"mkdir"):
             touch(path)
+        if op == b"mkdir":
+            # The host made it: the guest's inotify never saw it appear.
+            guest.add_tree(path)
         return
     if op == b"modify":  # open, modify, close_write
         fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)

@@ -81,6 +81,21 @@ func TestReplayOnVirtioFS(t *testing.T) {
 	ask(3, "remove", filepath.Join(root, "gone2.txt"))
 
 	got := readInotify(t, fd)
+
+	// A folder the host made after the helper started is watched once its
+	// mkdir is replayed: the guest's own writes in it are reported too.
+	// (Here the helper would see a folder appear in a watched one, as the
+	// guest's kernel does not see the host's: it is made in an ignored one.)
+	sub := filepath.Join(root, "node_modules", "sub")
+	os.Mkdir(sub, 0o755)
+	ask(4, "mkdir", sub)
+	inSub := filepath.Join(sub, "own.txt")
+	os.WriteFile(inSub, []byte("z\n"), 0o644)
+	for deadline := time.Now().Add(5 * time.Second); !replays.ChangedByGuest(inSub, time.Minute); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the helper did not report the guest's own write in a folder the host made")
+		}
+	}
 	want := []string{"edited.txt IN_OPEN", "edited.txt IN_ATTRIB", "edited.txt IN_CLOSE_WRITE"}
 	if strings.Join(got, ", ") != strings.Join(want, ", ") {
 		t.Errorf("events = %v, want %v (none for own.txt, whose change was the guest's)", got, want)
