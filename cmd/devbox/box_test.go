@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/devbox-vm/devbox/internal/boxstore"
+	"github.com/devbox-vm/devbox/internal/filenames"
+	"github.com/devbox-vm/devbox/internal/instance"
 	"github.com/devbox-vm/devbox/vm"
 )
 
@@ -39,8 +41,8 @@ func TestBoxListRemovePrune(t *testing.T) {
 	d.Create(t.Context(), vm.Spec{Name: "devbox-other-2", BoxSHA256: elsewhere}, nil)
 	// An instance made from the used box: in the pool and in the home.
 	d.Create(t.Context(), vm.Spec{Name: "devbox-demo-1", BoxSHA256: used}, nil)
-	os.MkdirAll(filepath.Join(home, "instances", "demo"), 0o700)
-	os.WriteFile(filepath.Join(home, "instances", "demo", "box.sha256"), []byte(used+"\n"), 0o600)
+	os.MkdirAll(instance.Home{State: home}.InstanceDir("demo"), 0o700)
+	os.WriteFile(filepath.Join(instance.Home{State: home}.InstanceDir("demo"), filenames.BoxSHA256), []byte(used+"\n"), 0o600)
 
 	code, out, errs := run(t, "box", "list", "--json")
 	var list []boxstore.Box

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/devbox-vm/devbox/internal/filenames"
 	"github.com/devbox-vm/devbox/internal/instance"
 	"github.com/devbox-vm/devbox/vm"
 	"github.com/devbox-vm/devbox/vm/fake"
@@ -71,7 +72,7 @@ func TestStatusJSONComesFromDriver(t *testing.T) {
 		t.Fatalf("exit %d, %v: %s", code, err, out)
 	}
 	want := statusReport{Name: "demo", State: "running", Domain: dom, LibvirtURI: "qemu:///session", SSHPort: 40022, User: "dev", Accel: "tcg", CPUs: 2, MemoryMiB: 2048,
-		Agent: "not running: never started (devbox up starts it)", DockerHost: "unix://" + filepath.Join(home, "instances", "demo", "docker.sock")}
+		Agent: "not running: never started (devbox up starts it)", DockerHost: "unix://" + filepath.Join(instance.Home{State: home}.InstanceDir("demo"), filenames.DockerSocket)}
 	if got != want {
 		t.Errorf("status = %+v\nwant %+v", got, want)
 	}
@@ -84,7 +85,7 @@ func TestDestroyNeedsConfirmation(t *testing.T) {
 	d, home := setup(t, "name: demo\nbox: b.qcow2\n")
 	dom := instance.Home{State: home}.DomainName("demo")
 	d.Instances[dom] = &vm.Info{Name: dom, State: vm.StateStopped}
-	dir := filepath.Join(home, "instances", "demo")
+	dir := instance.Home{State: home}.InstanceDir("demo")
 	os.MkdirAll(dir, 0o700)
 
 	code, _, errOut := run(t, "destroy")

@@ -22,16 +22,8 @@ import (
 	"time"
 
 	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/filenames"
 	"github.com/devbox-vm/devbox/sshutil"
-)
-
-// File names inside the instance folder.
-const (
-	ControlSocket = "agent.sock"     // SSH multiplexer for devbox run
-	DockerSocket  = "docker.sock"    // the guest's Docker socket, forwarded
-	PIDFile       = "agent.pid"      // the running agent's process id
-	LogFile       = "agent.log"      // what the agent did and why it failed
-	HostKeyFile   = "agent_host_key" // the multiplexer's host key (+ .pub)
 )
 
 // GuestDockerSocket is the engine's socket inside the guest.
@@ -127,7 +119,7 @@ func (a *Agent) init() {
 			a.changed = make(chan struct{})
 		}
 		a.conn = ConnStatus{State: ConnConnecting, Since: time.Now()}
-		a.docker = ServiceStatus{Path: filepath.Join(a.Dir, DockerSocket), State: Pending}
+		a.docker = ServiceStatus{Path: filepath.Join(a.Dir, filenames.DockerSocket), State: Pending}
 		a.mounts = make([]MountStatus, len(a.Mounts))
 		for i, m := range a.Mounts {
 			a.mounts[i] = MountStatus{Host: m.Host, Mode: modeName(m), State: Pending, Reason: waitingReason}
@@ -156,14 +148,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	control, err := listenUnix(filepath.Join(sockDir, ControlSocket))
+	control, err := listenUnix(filepath.Join(sockDir, filenames.AgentSocket))
 	if err != nil {
 		return err
 	}
 	a.mu.Lock()
-	a.docker.Path = filepath.Join(sockDir, DockerSocket)
+	a.docker.Path = filepath.Join(sockDir, filenames.DockerSocket)
 	a.mu.Unlock()
-	docker, err := listenUnix(filepath.Join(sockDir, DockerSocket))
+	docker, err := listenUnix(filepath.Join(sockDir, filenames.DockerSocket))
 	if err != nil {
 		control.Close()
 		return err
@@ -223,7 +215,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // hostKey loads or makes the multiplexer's host key; devbox run pins it.
 func (a *Agent) hostKey() (sshutil.KeyPair, error) {
-	path := filepath.Join(a.Dir, HostKeyFile)
+	path := filepath.Join(a.Dir, filenames.AgentHostKey)
 	if kp, err := sshutil.ReadKeyPair(path); err == nil {
 		return kp, nil
 	}

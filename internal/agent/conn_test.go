@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/filenames"
 	"github.com/devbox-vm/devbox/sshutil"
 )
 
@@ -28,13 +29,13 @@ func fingerprint(t *testing.T, pub string) string {
 // dialControl connects to the agent's multiplexer as devbox run does.
 func dialControl(t *testing.T, a *Agent) *sshutil.Client {
 	t.Helper()
-	kp, err := sshutil.ReadKeyPair(filepath.Join(a.Dir, HostKeyFile))
+	kp, err := sshutil.ReadKeyPair(filepath.Join(a.Dir, filenames.AgentHostKey))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	sock, err := SocketPath(a.Dir, ControlSocket)
+	sock, err := SocketPath(a.Dir, filenames.AgentSocket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +181,7 @@ func TestStatusFollowsTheConnection(t *testing.T) {
 	if f := st.Forwards[1]; f.State != Listening || f.Host != free {
 		t.Errorf("forward from a free port: %+v", f)
 	}
-	if st.Docker.State != Listening || st.Docker.Path != filepath.Join(a.Dir, DockerSocket) || st.PID != os.Getpid() {
+	if st.Docker.State != Listening || st.Docker.Path != filepath.Join(a.Dir, filenames.DockerSocket) || st.PID != os.Getpid() {
 		t.Errorf("status: docker %+v, pid %d", st.Docker, st.PID)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -215,7 +216,7 @@ func TestStatusFollowsTheConnection(t *testing.T) {
 		t.Errorf("run while the guest is gone took %v to fail, want at once", d)
 	}
 	for range 3 {
-		expectClosedAtOnce(t, "unix", filepath.Join(a.Dir, DockerSocket))
+		expectClosedAtOnce(t, "unix", filepath.Join(a.Dir, filenames.DockerSocket))
 		expectClosedAtOnce(t, "tcp", free)
 	}
 	if n := countLines(logs, "docker socket: instance not reachable"); n != 1 {

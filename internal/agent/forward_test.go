@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devbox-vm/devbox/internal/filenames"
 	"github.com/devbox-vm/devbox/internal/testutil"
 )
 
 func TestServeForwardSurvivesAcceptFailures(t *testing.T) {
 	logs := &testutil.Buffer{}
 	a := &Agent{Log: log.New(logs, "", 0)}
-	sock := filepath.Join(t.TempDir(), DockerSocket)
+	sock := filepath.Join(t.TempDir(), filenames.DockerSocket)
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)

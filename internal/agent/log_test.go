@@ -5,10 +5,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/devbox-vm/devbox/internal/filenames"
 )
 
 func TestOpenLogRotates(t *testing.T) {
-	path := filepath.Join(t.TempDir(), LogFile)
+	path := filepath.Join(t.TempDir(), filenames.AgentLog)
 	// A file left by an older agent, readable by others.
 	if err := os.WriteFile(path, []byte("old line\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+
+	"github.com/devbox-vm/devbox/internal/filenames"
 )
 
 // maxSocketPath is the longest unix socket path devbox makes: a socket
@@ -42,7 +44,7 @@ func SocketDir(instanceDir string) (string, error) {
 
 func socketDir(instanceDir string, env socketEnv) (string, error) {
 	instanceDir = filepath.Clean(instanceDir)
-	longest := max(len(ControlSocket), len(DockerSocket))
+	longest := max(len(filenames.AgentSocket), len(filenames.DockerSocket))
 	fits := func(dir string) bool { return len(dir)+1+longest <= maxSocketPath }
 	if fits(instanceDir) {
 		return instanceDir, nil

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/devbox-vm/devbox/internal/filenames"
 )
 
 // testSocketEnv is a socketEnv of this user, with short temporary folders
@@ -44,7 +46,7 @@ func deepDir(root string) string {
 
 func checkSocketDir(t *testing.T, dir string, env socketEnv) {
 	t.Helper()
-	for _, name := range []string{ControlSocket, DockerSocket} {
+	for _, name := range []string{filenames.AgentSocket, filenames.DockerSocket} {
 		if p := filepath.Join(dir, name); len(p) > maxSocketPath {
 			t.Errorf("%s is %d bytes", p, len(p))
 		}
@@ -66,8 +68,8 @@ func TestSocketDirShortPathIsTheInstanceDir(t *testing.T) {
 		t.Errorf("socket dir %s, %v; want %s", got, err, inst)
 	}
 	// Exactly at the limit still fits.
-	edge := "/" + strings.Repeat("x", maxSocketPath-2-len(DockerSocket))
-	if got, err := socketDir(edge, env); err != nil || got != edge || len(filepath.Join(edge, DockerSocket)) != maxSocketPath {
+	edge := "/" + strings.Repeat("x", maxSocketPath-2-len(filenames.DockerSocket))
+	if got, err := socketDir(edge, env); err != nil || got != edge || len(filepath.Join(edge, filenames.DockerSocket)) != maxSocketPath {
 		t.Errorf("socket dir %s, %v; want %s", got, err, edge)
 	}
 	if _, err := os.Stat(filepath.Join(root, "run", "devbox")); !os.IsNotExist(err) {

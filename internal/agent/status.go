@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/filenames"
 	"github.com/devbox-vm/devbox/sshutil"
 )
 
@@ -123,11 +124,11 @@ func (a *Agent) answer(typ string, _ []byte) (bool, []byte) {
 // QueryStatus asks the agent of the instance folder dir for its Status
 // over its control socket, pinning the agent's host key.
 func QueryStatus(ctx context.Context, dir string) (Status, error) {
-	sock, err := SocketPath(dir, ControlSocket)
+	sock, err := SocketPath(dir, filenames.AgentSocket)
 	if err != nil {
 		return Status{}, fmt.Errorf("agent status: %w", err)
 	}
-	kp, err := sshutil.ReadKeyPair(filepath.Join(dir, HostKeyFile))
+	kp, err := sshutil.ReadKeyPair(filepath.Join(dir, filenames.AgentHostKey))
 	if err != nil {
 		return Status{}, fmt.Errorf("agent status: %w (hint: devbox up starts the agent)", err)
 	}

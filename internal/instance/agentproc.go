@@ -13,6 +13,7 @@ import (
 
 	"github.com/devbox-vm/devbox/internal/agent"
 	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/filenames"
 	"github.com/devbox-vm/devbox/internal/lockfile"
 	"github.com/devbox-vm/devbox/sshutil"
 	"github.com/devbox-vm/devbox/vm"
@@ -21,8 +22,8 @@ import (
 // AgentSocket is the agent's SSH multiplexer; DockerSocket its forward.
 // A deep instance folder has them in a short folder of their own (see
 // agent.SocketDir); if even that cannot be made, the agent says why.
-func (in *Instance) AgentSocket() string  { return in.socketPath(agent.ControlSocket) }
-func (in *Instance) DockerSocket() string { return in.socketPath(agent.DockerSocket) }
+func (in *Instance) AgentSocket() string  { return in.socketPath(filenames.AgentSocket) }
+func (in *Instance) DockerSocket() string { return in.socketPath(filenames.DockerSocket) }
 
 func (in *Instance) socketPath(name string) string {
 	if p, err := agent.SocketPath(in.Dir(), name); err == nil {
@@ -30,9 +31,9 @@ func (in *Instance) socketPath(name string) string {
 	}
 	return filepath.Join(in.Dir(), name)
 }
-func (in *Instance) agentLog() string     { return filepath.Join(in.Dir(), agent.LogFile) }
-func (in *Instance) agentPIDFile() string { return filepath.Join(in.Dir(), agent.PIDFile) }
-func (in *Instance) agentStderr() string  { return filepath.Join(in.Dir(), "agent.stderr") }
+func (in *Instance) agentLog() string     { return filepath.Join(in.Dir(), filenames.AgentLog) }
+func (in *Instance) agentPIDFile() string { return filepath.Join(in.Dir(), filenames.AgentPID) }
+func (in *Instance) agentStderr() string  { return filepath.Join(in.Dir(), filenames.AgentStderr) }
 
 // AgentState is the agent's status from live facts: its process and its
 // socket.
@@ -70,7 +71,7 @@ func (in *Instance) Agent(ctx context.Context) AgentState {
 
 // dialAgent connects to the agent's multiplexer, pinning its host key.
 func (in *Instance) dialAgent(ctx context.Context) (*sshutil.Client, error) {
-	kp, err := sshutil.ReadKeyPair(filepath.Join(in.Dir(), agent.HostKeyFile))
+	kp, err := sshutil.ReadKeyPair(filepath.Join(in.Dir(), filenames.AgentHostKey))
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +82,7 @@ func (in *Instance) dialAgent(ctx context.Context) (*sshutil.Client, error) {
 
 // agentConfigFile records what the running agent serves, so that newly
 // accepted shares (mounts, forwards) get a fresh agent on the next up.
-func (in *Instance) agentConfigFile() string { return filepath.Join(in.Dir(), "agent.config") }
+func (in *Instance) agentConfigFile() string { return filepath.Join(in.Dir(), filenames.AgentConfig) }
 
 // agentConfig is what an agent serves: the accepted shares and the
 // guest's SSH port (which moves when it was taken while the VM was off).
@@ -198,7 +199,7 @@ func (in *Instance) waitAgent(ctx context.Context, exited <-chan error) error {
 // by now, which is never signalled.
 func (in *Instance) StopAgent() {
 	defer func() {
-		for _, f := range []string{agent.PIDFile, "agent.config"} {
+		for _, f := range []string{filenames.AgentPID, filenames.AgentConfig} {
 			os.Remove(filepath.Join(in.Dir(), f))
 		}
 		os.Remove(in.AgentSocket())

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/devbox-vm/devbox/internal/filenames"
 )
 
 func TestBootDiagnosis(t *testing.T) {
@@ -15,7 +17,7 @@ func TestBootDiagnosis(t *testing.T) {
 		{"[    0.000000] Linux version 6.1.0-50-cloud-amd64\n[  OK  ] Started ssh.service\n", "x86_64", "never mentions cloud-init"},
 		{"[    0.000000] Linux version 6.1.0\n[   12.1] cloud-init[301]: Cloud-init v. 22.4.2 running 'init'\n", "x86_64", ""},
 	} {
-		p := filepath.Join(dir, "console.log")
+		p := filepath.Join(dir, filenames.ConsoleLog)
 		os.WriteFile(p, []byte(tc.log), 0o600)
 		got := bootDiagnosis(p, tc.arch)
 		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/devbox-vm/devbox/internal/cli"
 	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/filenames"
 	"github.com/devbox-vm/devbox/sshutil"
 	"github.com/devbox-vm/devbox/vm"
 )
@@ -50,19 +51,17 @@ func (in *Instance) Domain() string { return in.Home.DomainName(in.Cfg.Name) }
 // Dir is the instance's folder of keys and logs.
 func (in *Instance) Dir() string { return in.Home.InstanceDir(in.Cfg.Name) }
 
-func (in *Instance) keyFile() string     { return filepath.Join(in.Dir(), "id_ed25519") }
-func (in *Instance) hostKeyFile() string { return filepath.Join(in.Dir(), "ssh_host_ed25519_key") }
+func (in *Instance) keyFile() string     { return filepath.Join(in.Dir(), filenames.UserKey) }
+func (in *Instance) hostKeyFile() string { return filepath.Join(in.Dir(), filenames.HostKey) }
 
 // boxFile records the sha256 of the box the instance was made from.
-func (in *Instance) boxFile() string { return filepath.Join(in.Dir(), boxFileName) }
-
-const boxFileName = "box.sha256"
+func (in *Instance) boxFile() string { return filepath.Join(in.Dir(), filenames.BoxSHA256) }
 
 // BoxUsers maps each box sha256 to the instances of home made from it
 // (those created since devbox recorded it).
 func BoxUsers(home Home) map[string][]string {
 	users := map[string][]string{}
-	files, _ := filepath.Glob(filepath.Join(home.State, "instances", "*", boxFileName))
+	files, _ := filepath.Glob(filepath.Join(home.Instances(), "*", filenames.BoxSHA256))
 	for _, f := range files {
 		if b, err := os.ReadFile(f); err == nil {
 			sha := strings.TrimSpace(string(b))
@@ -73,10 +72,10 @@ func BoxUsers(home Home) map[string][]string {
 }
 
 // ConsoleLog is where the VM's serial console is written.
-func (in *Instance) ConsoleLog() string { return filepath.Join(in.Dir(), "console.log") }
+func (in *Instance) ConsoleLog() string { return filepath.Join(in.Dir(), filenames.ConsoleLog) }
 
 // ProvisionLog holds the output of every provisioning step.
-func (in *Instance) ProvisionLog() string { return filepath.Join(in.Dir(), "provision.log") }
+func (in *Instance) ProvisionLog() string { return filepath.Join(in.Dir(), filenames.ProvisionLog) }
 
 // Driver connects to libvirt on first use.
 func (in *Instance) Driver(ctx context.Context) (vm.Driver, error) {

@@ -18,7 +18,7 @@ const DefaultLockTimeout = 15 * time.Minute
 // lockFile guards one instance: it sits beside the instance folder, not
 // in it, so that destroy can remove the folder while holding it.
 func (in *Instance) lockFile() string {
-	return filepath.Join(in.Home.State, "instances", in.Name()+".lock")
+	return filepath.Join(in.Home.Instances(), in.Name()+".lock")
 }
 
 // lock makes the commands that change the instance (up, halt, destroy,

@@ -50,7 +50,10 @@ func HomeOf(userHome string) Home {
 }
 
 // InstanceDir is the folder of one instance's keys and logs.
-func (h Home) InstanceDir(name string) string { return filepath.Join(h.State, "instances", name) }
+func (h Home) InstanceDir(name string) string { return filepath.Join(h.Instances(), name) }
+
+// Instances holds every instance's folder (and its lock file).
+func (h Home) Instances() string { return filepath.Join(h.State, "instances") }
 
 // CatalogFile is the user's box catalog, which adds to the built-in one.
 func (h Home) CatalogFile() string { return filepath.Join(h.State, "boxes.yaml") }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/devbox-vm/devbox/internal/agent"
 	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/filenames"
 	"github.com/devbox-vm/devbox/sshutil"
 )
 
@@ -159,7 +160,7 @@ func (in *Instance) SSHConfig(ctx context.Context) (string, error) {
 		return "", err
 	}
 	alias := "devbox-" + in.Name()
-	known := filepath.Join(in.Dir(), "known_hosts")
+	known := filepath.Join(in.Dir(), filenames.KnownHosts)
 	if err := os.WriteFile(known, []byte(sshutil.HostKeyLine(alias, host.Public)+"\n"), 0o600); err != nil {
 		return "", err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/devbox-vm/devbox/internal/cli"
 	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/filenames"
 	"github.com/devbox-vm/devbox/internal/lockfile"
 	"github.com/devbox-vm/devbox/sshutil"
 	"github.com/devbox-vm/devbox/vm"
@@ -65,7 +66,7 @@ func TestSSHConfigBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Host devbox-demo\n", "Port 40123\n", "User dev\n", "IdentityFile " + in.keyFile() + "\n",
-		"HostKeyAlias devbox-demo\n", "StrictHostKeyChecking yes\n", "UserKnownHostsFile " + filepath.Join(in.Dir(), "known_hosts")} {
+		"HostKeyAlias devbox-demo\n", "StrictHostKeyChecking yes\n", "UserKnownHostsFile " + filepath.Join(in.Dir(), filenames.KnownHosts)} {
 		if !strings.Contains(block, want) {
 			t.Errorf("block lacks %q:\n%s", want, block)
 		}
@@ -73,7 +74,7 @@ func TestSSHConfigBlock(t *testing.T) {
 	if strings.Contains(block, "StrictHostKeyChecking no") {
 		t.Error("host key checking switched off")
 	}
-	known, _ := os.ReadFile(filepath.Join(in.Dir(), "known_hosts"))
+	known, _ := os.ReadFile(filepath.Join(in.Dir(), filenames.KnownHosts))
 	fields := strings.Fields(host.Public)
 	if string(known) != "devbox-demo "+fields[0]+" "+fields[1]+"\n" {
 		t.Errorf("known_hosts = %q", known)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/filenames"
 )
 
 // Shares is what the VM may reach on the host: the folders it sees and
@@ -22,7 +23,7 @@ type Shares struct {
 }
 
 // sharesFile records the accepted shares in the instance folder.
-func (in *Instance) sharesFile() string { return filepath.Join(in.Dir(), "shares.json") }
+func (in *Instance) sharesFile() string { return filepath.Join(in.Dir(), filenames.Shares) }
 
 // wantedShares is what devbox.yaml asks for.
 func (in *Instance) wantedShares() Shares {

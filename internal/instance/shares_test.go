@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/devbox-vm/devbox/internal/agent"
 	"github.com/devbox-vm/devbox/internal/cli"
 	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/filenames"
 	"github.com/devbox-vm/devbox/internal/lockfile"
 	"github.com/devbox-vm/devbox/vm"
 	"github.com/devbox-vm/devbox/vm/fake"
@@ -207,7 +207,7 @@ func TestStopAgentSparesAReusedPID(t *testing.T) {
 	if err := other.Start(); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(in.Dir(), agent.PIDFile), []byte(strconv.Itoa(other.Process.Pid)+" devbox agent of demo\n"), 0o600)
+	os.WriteFile(filepath.Join(in.Dir(), filenames.AgentPID), []byte(strconv.Itoa(other.Process.Pid)+" devbox agent of demo\n"), 0o600)
 	if st := in.Agent(context.Background()); st.Running {
 		t.Errorf("agent state from a stale pid file: %+v", st)
 	}
@@ -218,7 +218,7 @@ func TestStopAgentSparesAReusedPID(t *testing.T) {
 	if !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("the unrelated process was signalled by StopAgent (wait: %v, status %v)", err, ws)
 	}
-	if _, err := os.Stat(filepath.Join(in.Dir(), agent.PIDFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(in.Dir(), filenames.AgentPID)); !os.IsNotExist(err) {
 		t.Errorf("stale pid file kept: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 
+	"github.com/devbox-vm/devbox/internal/filenames"
 	"github.com/devbox-vm/devbox/internal/virtiofs"
 	"github.com/devbox-vm/devbox/vm"
 )
@@ -35,7 +36,7 @@ func (in *Instance) shareDir() string {
 	if os.Getuid() == 0 {
 		return filepath.Join("/run", in.Domain())
 	}
-	return filepath.Join(in.Dir(), "virtiofs")
+	return filepath.Join(in.Dir(), filenames.VirtioFS)
 }
 
 // stopShares ends every virtiofsd of the instance and removes their

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/devbox-vm/devbox/internal/filenames"
 )
 
 // proxyFigures are issue 3's measurements, all from one run on one VM.
@@ -42,7 +44,7 @@ func benchProxy(b *testing.B, e *env, st status, sshArgs []string) proxyFigures 
 	}
 	f.controlMaster = median(15, func() { openSSHTrue(b, st, sshArgs, "-o", "ControlPath="+ctl) })
 
-	sock := filepath.Join(e.home, "instances", st.Name, "docker.sock")
+	sock := filepath.Join(e.instanceDir(st.Name), filenames.DockerSocket)
 	f.dockerHost = median(9, func() {
 		cmd := exec.Command("docker", "version")
 		cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+sock, "DOCKER_CONTEXT=")

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/devbox-vm/devbox/internal/filenames"
 )
 
 // BenchmarkDevbox measures, in one run on one VM: cold up (box cached) to
@@ -55,8 +57,8 @@ func BenchmarkDevbox(b *testing.B) {
 // openSSHArgs are OpenSSH options for the instance: its key, its pinned
 // host key, nothing from the user's own config.
 func openSSHArgs(b *testing.B, e *env, st status) []string {
-	dir := filepath.Join(e.home, "instances", st.Name)
-	pub, err := os.ReadFile(filepath.Join(dir, "ssh_host_ed25519_key.pub"))
+	dir := e.instanceDir(st.Name)
+	pub, err := os.ReadFile(filepath.Join(dir, filenames.HostKey+".pub"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -66,7 +68,7 @@ func openSSHArgs(b *testing.B, e *env, st status) []string {
 	if err := os.WriteFile(known, []byte(line), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	return []string{"-F", "/dev/null", "-i", filepath.Join(dir, "id_ed25519"),
+	return []string{"-F", "/dev/null", "-i", filepath.Join(dir, filenames.UserKey),
 		"-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + known,
 		"-o", "BatchMode=yes", "-p", fmt.Sprint(st.SSHPort)}
 }

@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/devbox-vm/devbox/internal/filenames"
+	"github.com/devbox-vm/devbox/internal/instance"
 )
 
 // TestBadInput: each mistake gets a clear error and creates nothing.
@@ -44,7 +47,7 @@ func TestBadInput(t *testing.T) {
 				t.Fatalf("want exit 1:\n%s", r)
 			}
 			contains(t, "error", r.stderr, tc.wants...)
-			entries, _ := os.ReadDir(filepath.Join(e.home, "instances"))
+			entries, _ := os.ReadDir(instance.Home{State: e.home}.Instances())
 			if len(entries) > 0 {
 				t.Errorf("instance folders created: %v", entries)
 			}
@@ -69,7 +72,7 @@ func TestSSHNeverUp(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("want exit 1:\n%s", r)
 	}
-	contains(t, "error", r.stderr, "did not answer within boot_timeout 15s", "console log", filepath.Join(e.home, "instances", "noboot", "console.log"),
+	contains(t, "error", r.stderr, "did not answer within boot_timeout 15s", "console log", filepath.Join(e.instanceDir("noboot"), filenames.ConsoleLog),
 		"no Linux kernel starting: the box may be for another arch than x86_64")
 	if st := e.status(); st.State != "running" && st.State != "stopped" {
 		t.Errorf("instance not kept for inspection: %+v", st)

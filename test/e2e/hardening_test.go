@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devbox-vm/devbox/internal/filenames"
 	"github.com/devbox-vm/devbox/internal/lockfile"
 	"github.com/devbox-vm/devbox/internal/testutil"
 	"github.com/devbox-vm/devbox/vm/libvirt"
@@ -55,7 +56,7 @@ func (e *env) agentStatus() agentStatus {
 
 // agentPID is the pid the running agent recorded.
 func (e *env) agentPID(name string) string {
-	b, _ := os.ReadFile(filepath.Join(e.home, "instances", name, "agent.pid"))
+	b, _ := os.ReadFile(filepath.Join(e.instanceDir(name), filenames.AgentPID))
 	pid, _, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
 	return pid
 }
@@ -173,7 +174,7 @@ func testHardening(t *testing.T, e *env) {
 	})
 
 	t.Run("a second command waits for the first, saying for whom", func(t *testing.T) {
-		lk, err := lockfile.TryLock(filepath.Join(e.home, "instances", "life.lock"), "devbox up of life")
+		lk, err := lockfile.TryLock(e.instanceDir("life.lock"), "devbox up of life")
 		if err != nil {
 			t.Fatal(err)
 		}

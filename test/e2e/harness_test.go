@@ -213,6 +213,11 @@ func (e *env) status() status {
 	return s
 }
 
+// instanceDir is the instance's folder, as devbox lays it out.
+func (e *env) instanceDir(name string) string {
+	return instance.Home{State: e.home}.InstanceDir(name)
+}
+
 // domain is the instance's libvirt name, as devbox derives it.
 func (e *env) domain(name string) string {
 	return instance.Home{State: e.home}.DomainName(name)
@@ -233,7 +238,7 @@ func (e *env) assertGone(name string) {
 	for _, l := range libvirtLeft(ctx, d, e.home, name) {
 		e.t.Errorf("%s (remove: %s)", l.what, l.fix)
 	}
-	if _, err := os.Stat(filepath.Join(e.home, "instances", name)); !os.IsNotExist(err) {
+	if _, err := os.Stat(e.instanceDir(name)); !os.IsNotExist(err) {
 		e.t.Errorf("instance folder of %s left on disk (stat: %v)", name, err)
 	}
 	for _, l := range virtiofsLeft(e.domain(name)) {
@@ -304,7 +309,7 @@ func (e *env) watch(names ...string) {
 // checkFolders fails the test for every instance folder left in the home,
 // and records the instance names found there for the end-of-run check.
 func (e *env) checkFolders() {
-	dir := filepath.Join(e.home, "instances")
+	dir := instance.Home{State: e.home}.Instances()
 	entries, err := os.ReadDir(dir)
 	if os.IsNotExist(err) {
 		return

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/devbox-vm/devbox/internal/filenames"
 )
 
 func freePort(t testing.TB) int {
@@ -31,7 +33,7 @@ func freePort(t testing.TB) int {
 // dockerCmd is the host's docker CLI pointed at the instance's socket.
 func dockerCmd(ctx context.Context, e *env, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(e.home, "instances", e.name, "docker.sock"), "DOCKER_CONTEXT=")
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(e.instanceDir(e.name), filenames.DockerSocket), "DOCKER_CONTEXT=")
 	cmd.Dir = e.project
 	return cmd
 }
@@ -76,7 +78,7 @@ func httpGet(t *testing.T, url string, within time.Duration) string {
 // forwards against the running, provisioned instance e.
 func testProxy(t *testing.T, e *env, busybox string) {
 	os.WriteFile(filepath.Join(e.project, "from-host.txt"), []byte("written on the host"), 0o644)
-	sock := filepath.Join(e.home, "instances", "life", "docker.sock")
+	sock := filepath.Join(e.instanceDir("life"), filenames.DockerSocket)
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("docker socket %s: %v %v", sock, fi, err)
 	}
@@ -218,8 +220,8 @@ func testProxy(t *testing.T, e *env, busybox string) {
 		}
 	})
 	t.Run("the agent reconnects by itself after a guest reboot", func(t *testing.T) {
-		pid, _ := os.ReadFile(filepath.Join(e.home, "instances", "life", "agent.pid"))
-		logPath := filepath.Join(e.home, "instances", "life", "agent.log")
+		pid, _ := os.ReadFile(filepath.Join(e.instanceDir("life"), filenames.AgentPID))
+		logPath := filepath.Join(e.instanceDir("life"), filenames.AgentLog)
 		connections := func() int {
 			b, _ := os.ReadFile(logPath)
 			return strings.Count(string(b), "connected to guest")
@@ -249,7 +251,7 @@ func testProxy(t *testing.T, e *env, busybox string) {
 		if err != nil || out != "written on the host" {
 			t.Fatalf("docker and the shared folder not back 5m after a reboot: %v %q", err, out)
 		}
-		if now, _ := os.ReadFile(filepath.Join(e.home, "instances", "life", "agent.pid")); string(now) != string(pid) {
+		if now, _ := os.ReadFile(filepath.Join(e.instanceDir("life"), filenames.AgentPID)); string(now) != string(pid) {
 			t.Errorf("a new agent was started (%q → %q); the old one should have reconnected", pid, now)
 		}
 	})

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/devbox-vm/devbox/internal/filenames"
 )
 
 // hostUser is an ordinary user of this host that devbox runs as, with
@@ -128,7 +130,7 @@ func TestSessionLifecycle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	docker := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Os}}")
-	docker.Env = u.environ("DOCKER_HOST=unix://"+filepath.Join(e.home, "instances", "session", "docker.sock"), "DOCKER_CONTEXT=")
+	docker.Env = u.environ("DOCKER_HOST=unix://"+filepath.Join(e.instanceDir("session"), filenames.DockerSocket), "DOCKER_CONTEXT=")
 	docker.SysProcAttr = u.procAttr()
 	if out, err := docker.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "linux" {
 		t.Errorf("docker version as the user through the socket: %v\n%s", err, out)
@@ -157,7 +159,7 @@ func TestSessionLifecycle(t *testing.T) {
 	if st := e.status(); st.State != "not created" {
 		t.Errorf("after destroy: %+v", st)
 	}
-	if _, err := os.Stat(filepath.Join(e.home, "instances", "session")); !os.IsNotExist(err) {
+	if _, err := os.Stat(e.instanceDir("session")); !os.IsNotExist(err) {
 		t.Errorf("instance folder left: %v", err)
 	}
 	for _, l := range virtiofsLeft(e.domain("session")) {
