@@ -57,17 +57,3 @@ func (a *app) sshConfigCommand() *cobra.Command {
 		},
 	}
 }
-
-func (a *app) agentCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:    "agent",
-		Short:  "Serve the instance's docker socket, shared folders and ports (started by up)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withInstance(func(in *instance.Instance) error {
-				return in.ServeAgent(a.ctx)
-			})
-		},
-	}
-}
