@@ -20,9 +20,10 @@ test: test-unit fuzz test-e2e
 test-unit: lint cross
 	$(GO) test ./...
 
-## lint: no compiled binary is tracked; gofmt; golden domains validate against libvirt's schema; go vet, the e2e tests too.
+## lint: no compiled binary is tracked; gofmt; shellcheck on every shell script (the guest's embedded ones too); golden domains validate against libvirt's schema; go vet, the e2e tests too.
 lint:
 	bash scripts/check-tracked.sh
+	shellcheck -S warning $$(git ls-files '*.sh')
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed: $$(gofmt -l .)"; exit 1; }
 	bash scripts/validate-golden.sh
 	$(GO) vet ./...

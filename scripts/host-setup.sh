@@ -15,6 +15,7 @@ packages=(
   busybox-static                                      # FROM-scratch test images
   openssh-client                                      # the OpenSSH baseline in benchmarks
   libvirt-clients libxml2-utils                       # virt-xml-validate (make lint)
+  shellcheck                                          # the shell scripts, embedded ones too (make lint)
   qemu-user-static dosfstools mtools                  # building the arm64 test box
   qemu-system-arm qemu-efi-aarch64                    # arm64 guests (TCG, UEFI firmware)
   make

@@ -1,10 +1,11 @@
+# shellcheck shell=bash
 # Makes the guest's proxy and CA certificate files what devbox wants
 # (the want function in front of this script lists them), removes
 # certificates devbox put there before and no longer wants, and restarts
 # only what a change concerns. Prints one line per change.
 set -euo pipefail
 cert_dir=${DEVBOX_CERT_DIR:-/usr/local/share/ca-certificates/devbox} # tests name another
-docker_changed= certs_changed=
+docker_changed='' certs_changed=''
 declare -A wanted
 
 # sync_file PATH BASE64|-: make PATH hold the decoded content, or not exist.
