@@ -51,7 +51,7 @@ type Config struct {
 	Forwards        []Forward  `yaml:"forwards"`
 	CACerts         []string   `yaml:"ca_certs"`
 	FileEvents      FileEvents `yaml:"file_events"`
-	// Parsed forms of the text fields above, set by Validate.
+	// Parsed forms of the text fields above, set by Parse once they are valid.
 	Memory      Size          `yaml:"-"`
 	Disk        Size          `yaml:"-"`
 	BootTimeout time.Duration `yaml:"-"`
@@ -205,7 +205,17 @@ func Parse(r io.Reader, file string) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%s is invalid:\n%w", file, err)
 	}
+	c.parseTexts()
+	c.resolveMounts()
 	return &c, nil
+}
+
+// parseTexts sets the parsed forms of the text fields (memory, disk,
+// boot_timeout), which Validate has found readable.
+func (c *Config) parseTexts() {
+	c.Memory, _ = ParseSize(c.MemoryText)
+	c.Disk, _ = ParseSize(c.DiskText)
+	c.BootTimeout, _ = time.ParseDuration(c.BootTimeoutText)
 }
 
 // cleanYAMLError turns yaml.v3's "field x not found in type config.Config"
@@ -375,7 +385,9 @@ func SafeName(s string) string {
 	return out
 }
 
-// Validate reports every problem at once, each with its field path.
+// Validate reports every problem at once, each with its field path. It
+// changes nothing: defaults come before it (applyDefaults), parsed values
+// and resolved paths after (parseTexts, resolveMounts).
 func (c *Config) Validate() error {
 	var errs *multierror.Error
 	bad := func(field, format string, a ...any) {
@@ -405,16 +417,15 @@ func (c *Config) Validate() error {
 	if c.CPUs < 1 || c.CPUs > 64 {
 		bad("cpus", "%d must be between 1 and 64", c.CPUs)
 	}
-	var err error
-	if c.Memory, err = ParseSize(c.MemoryText); err != nil {
+	if memory, err := ParseSize(c.MemoryText); err != nil {
 		bad("memory", "%v", err)
-	} else if c.Memory < 256*MiB {
-		bad("memory", "%s is too small (at least 256MiB)", c.Memory)
+	} else if memory < 256*MiB {
+		bad("memory", "%s is too small (at least 256MiB)", memory)
 	}
-	if c.Disk, err = ParseSize(c.DiskText); err != nil {
+	if disk, err := ParseSize(c.DiskText); err != nil {
 		bad("disk", "%v", err)
-	} else if c.Disk < 1*GiB {
-		bad("disk", "%s is too small (at least 1GiB)", c.Disk)
+	} else if disk < 1*GiB {
+		bad("disk", "%s is too small (at least 1GiB)", disk)
 	}
 	if !contains(Arches, c.Arch) {
 		bad("arch", "%q must be x86_64 or aarch64 (or amd64, arm64), matching the box; the default is this host's", c.Arch)
@@ -428,10 +439,10 @@ func (c *Config) Validate() error {
 	if !strings.Contains(c.LibvirtURI, ":///") && !strings.Contains(c.LibvirtURI, "://") {
 		bad("libvirt_uri", "%q is not a libvirt URI such as qemu:///system", c.LibvirtURI)
 	}
-	if c.BootTimeout, err = time.ParseDuration(c.BootTimeoutText); err != nil {
+	if timeout, err := time.ParseDuration(c.BootTimeoutText); err != nil {
 		bad("boot_timeout", "%q is not a duration (write it like 90s or 5m)", c.BootTimeoutText)
-	} else if c.BootTimeout < 10*time.Second {
-		bad("boot_timeout", "%s is too short (at least 10s)", c.BootTimeout)
+	} else if timeout < 10*time.Second {
+		bad("boot_timeout", "%s is too short (at least 10s)", timeout)
 	}
 	if !userNameRE.MatchString(c.User.Name) {
 		bad("user.name", "%q is not a valid Linux user name", c.User.Name)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -448,5 +449,31 @@ func TestFileEvents(t *testing.T) {
 	}
 	if err != nil && strings.Contains(err.Error(), "ignore[0]") {
 		t.Errorf("a plain name refused: %v", err)
+	}
+}
+
+// TestValidateChangesNothing: defaults, then a validation that only
+// reads, then the parsed forms and resolved paths.
+func TestValidateChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real")
+	os.Mkdir(real, 0o755)
+	os.Symlink(real, filepath.Join(dir, "link"))
+	c, err := Parse(strings.NewReader("box: debian-12\nmemory: 1GiB\nboot_timeout: 90s\nmounts:\n  - host: link\n"), filepath.Join(dir, "devbox.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Memory != 1*GiB || c.BootTimeout != 90*time.Second || c.Mounts[0].Host != real {
+		t.Errorf("parsed: memory %v, boot_timeout %v, mount %q; want 1GiB, 90s, %q", c.Memory, c.BootTimeout, c.Mounts[0].Host, real)
+	}
+	unparsed := *c
+	unparsed.Memory, unparsed.BootTimeout = 0, 0
+	unparsed.Mounts = []Mount{{Host: filepath.Join(dir, "link"), Mode: "rw"}}
+	before := fmt.Sprintf("%+v", unparsed)
+	if err := unparsed.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if after := fmt.Sprintf("%+v", unparsed); after != before {
+		t.Errorf("Validate changed the config:\n%s\nwas\n%s", after, before)
 	}
 }

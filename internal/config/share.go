@@ -81,9 +81,12 @@ func refusedShare(path string) string {
 }
 
 func (c *Config) validateMounts(bad func(field, format string, a ...any)) {
-	var checked []int // mounts that passed, for the overlap check
-	for i := range c.Mounts {
-		m := &c.Mounts[i]
+	type share struct {
+		i    int
+		path string // resolved
+	}
+	var checked []share // mounts that passed, for the overlap check
+	for i, m := range c.Mounts {
 		p := fmt.Sprintf("mounts[%d]", i)
 		if m.Mode != "rw" && m.Mode != "ro" {
 			bad(p+".mode", "%q must be rw or ro", m.Mode)
@@ -103,29 +106,38 @@ func (c *Config) validateMounts(bad func(field, format string, a ...any)) {
 		if resolved != m.Host {
 			shown = fmt.Sprintf("%s (really %s)", m.Host, resolved)
 		}
-		m.Host = resolved
 		if why := refusedShare(resolved); why != "" {
 			bad(p+".host", "%s: %s", shown, why)
 			continue
 		}
 		for _, sys := range guestSystemPaths {
-			if Within(m.Host, sys) {
+			if Within(resolved, sys) {
 				bad(p+".host", "%s would hide the VM's own %s; share a folder elsewhere", shown, sys)
 			}
 		}
-		if st, err := os.Stat(m.Host); err != nil {
+		if st, err := os.Stat(resolved); err != nil {
 			bad(p+".host", "%s does not exist (hint: create it or fix the path)", shown)
 			continue
 		} else if !st.IsDir() {
 			bad(p+".host", "%s is not a folder", shown)
 			continue
 		}
-		for _, j := range checked {
-			if other := c.Mounts[j]; Within(m.Host, other.Host) || Within(other.Host, m.Host) {
-				bad(p+".host", "%s overlaps mounts[%d] (%s); share one or the other", shown, j, other.Host)
+		for _, other := range checked {
+			if Within(resolved, other.path) || Within(other.path, resolved) {
+				bad(p+".host", "%s overlaps mounts[%d] (%s); share one or the other", shown, other.i, other.path)
 			}
 		}
-		checked = append(checked, i)
+		checked = append(checked, share{i, resolved})
+	}
+}
+
+// resolveMounts makes each shared folder's path the one it really leads
+// to (Validate has found that it resolves).
+func (c *Config) resolveMounts() {
+	for i := range c.Mounts {
+		if resolved, err := ResolvePath(c.Mounts[i].Host); err == nil {
+			c.Mounts[i].Host = resolved
+		}
 	}
 }
 
