@@ -75,12 +75,12 @@ var (
 //
 // wantSHA256 is hex, case-insensitive, with an optional "sha256:" prefix.
 func Resolve(ctx context.Context, source, wantSHA256 string, opts Options) (Box, error) {
+	if ps := CheckSource(source, wantSHA256, IsName(source)); len(ps) > 0 {
+		return Box{}, fmt.Errorf("box %q: %s: %s", source, ps[0].Field, ps[0].Msg)
+	}
 	want, err := parseDigest(wantSHA256)
 	if err != nil {
 		return Box{}, err
-	}
-	if strings.TrimSpace(source) == "" {
-		return Box{}, errors.New(`box: no source given (hint: set "box" in devbox.yaml to a box name, a file path or an https:// URL)`)
 	}
 	if IsName(source) {
 		return resolveName(ctx, source, want, opts)
@@ -94,29 +94,15 @@ func Resolve(ctx context.Context, source, wantSHA256 string, opts Options) (Box,
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "file":
-		if u.Host != "" && u.Host != "localhost" {
-			return Box{}, fmt.Errorf("box %q: file URL with remote host %q is not supported (hint: use file:///absolute/path)", source, u.Host)
-		}
-		if u.Path == "" {
-			return Box{}, fmt.Errorf("box %q: file URL has no path (hint: use file:///absolute/path)", source)
-		}
 		return resolveLocal(ctx, u.Path, want, opts)
-	case "http", "https":
-		if want == "" {
-			return Box{}, fmt.Errorf(`box %q: box_sha256 is required for a URL box (hint: set "box_sha256" in devbox.yaml to the image's published sha256)`, source)
-		}
+	default: // http, https (CheckSource refused the rest)
 		return resolveURL(ctx, source, boxSHA256(want), opts)
-	default:
-		return Box{}, fmt.Errorf("box %q: unsupported scheme %q (hint: use a local path, file://, http:// or https://)", source, u.Scheme)
 	}
 }
 
 // resolveName resolves a catalog box: its image for opts.Arch, downloaded
 // and checked against the catalog's digest.
 func resolveName(ctx context.Context, name, want string, opts Options) (Box, error) {
-	if want != "" {
-		return Box{}, fmt.Errorf("box %q: box_sha256 is for a file or URL box; the catalog pins %s's digest (hint: remove box_sha256)", name, name)
-	}
 	c := opts.Catalog
 	if c == nil {
 		var err error

@@ -85,7 +85,7 @@ func TestResolveName(t *testing.T) {
 	}{
 		{"debian-11", "x86_64", "", []string{`box "debian-11"`, "known: debian-12, debian-13, testbox, ubuntu-24.04", "./debian-11"}},
 		{"testbox", "aarch64", "", []string{`box "testbox" has no aarch64 image`, "it has: x86_64"}},
-		{"testbox", "x86_64", sum(body), []string{"box_sha256 is for a file or URL box", "remove box_sha256"}},
+		{"testbox", "x86_64", sum(body), []string{"box_sha256: is for a file or URL box", "remove box_sha256"}},
 	} {
 		opts.Arch = tc.arch
 		_, err := Resolve(t.Context(), tc.name, tc.sha, opts)

@@ -353,7 +353,6 @@ func defaultUser() (string, int) {
 var (
 	nameRE     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
 	userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	sha256RE   = regexp.MustCompile(`^(sha256:)?[0-9a-fA-F]{64}$`)
 	stepNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}$`)
 	cpuModelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	// Names a guest already uses for its own accounts.
@@ -396,23 +395,8 @@ func (c *Config) Validate() error {
 	if !nameRE.MatchString(c.Name) {
 		bad("name", "%q must be 1-40 lower-case letters, digits or dashes, not starting or ending with a dash", c.Name)
 	}
-	switch {
-	case c.Box == "":
-		bad("box", "is required: a box name (debian-12, see devbox box list), a local path, file:// or https:// URL of a qcow2 cloud image")
-	case c.BoxIsName():
-		if c.BoxSHA256 != "" {
-			bad("box_sha256", "is for a file or URL box; the catalog pins %s's digest (hint: remove box_sha256)", c.Box)
-		}
-	case strings.HasPrefix(c.Box, "http://"), strings.HasPrefix(c.Box, "https://"):
-		if c.BoxSHA256 == "" {
-			bad("box_sha256", "is required when box is a URL (hint: sha256sum the image and paste the digest)")
-		}
-	case strings.HasPrefix(c.Box, "file://"), !strings.Contains(c.Box, "://"):
-	default:
-		bad("box", "%q: unsupported scheme (use a local path, file:// or https://)", c.Box)
-	}
-	if c.BoxSHA256 != "" && !sha256RE.MatchString(c.BoxSHA256) {
-		bad("box_sha256", "%q is not a sha256 digest (64 hex digits)", c.BoxSHA256)
+	for _, p := range boxes.CheckSource(c.Box, c.BoxSHA256, c.BoxIsName()) {
+		bad(p.Field, "%s", p.Msg)
 	}
 	if c.CPUs < 1 || c.CPUs > 64 {
 		bad("cpus", "%d must be between 1 and 64", c.CPUs)
