@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/devbox-vm/devbox/internal/shell"
 	"github.com/devbox-vm/devbox/templates"
 )
 
@@ -79,7 +80,7 @@ func Plan(opts Options) ([]Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := shellQuote(opts.User)
+	u := shell.Quote(opts.User)
 	steps := []Step{
 		{
 			Name: "Waiting for cloud-init to finish",
@@ -132,7 +133,7 @@ fi`,
 		st := Step{Name: s.Name, Script: s.Script, AsUser: !s.AsRoot, NeedsGate: true}
 		if !s.Always {
 			st.Marker = fmt.Sprintf("%s/steps/%s.%s", StateDir, markerName(s.Name), shortHash(s.Script))
-			st.Check = "test -e " + shellQuote(st.Marker)
+			st.Check = "test -e " + shell.Quote(st.Marker)
 		}
 		steps = append(steps, st)
 	}
@@ -165,7 +166,7 @@ apt_install() { apt_get install --no-install-recommends "$@" || { apt_get update
 func emulatorStep(names []string) Step {
 	var quoted []string
 	for _, n := range names {
-		quoted = append(quoted, shellQuote(n))
+		quoted = append(quoted, shell.Quote(n))
 	}
 	list := strings.Join(quoted, " ")
 	check := "for n in " + list + "; do f=" + BinfmtDir + "/qemu-$n; " +
@@ -288,7 +289,7 @@ func Run(ctx context.Context, r Runner, steps []Step, rep Reporter, log io.Write
 		}
 	}
 	stamp := "mkdir -p " + StateDir + " && echo " + Stamp(steps) + " > " + stampFile()
-	if code, err := r.Run(ctx, "sudo -n sh -c "+shellQuote(stamp), nil, nil, nil); err != nil || code != 0 {
+	if code, err := r.Run(ctx, "sudo -n sh -c "+shell.Quote(stamp), nil, nil, nil); err != nil || code != 0 {
 		return fmt.Errorf("write provisioning stamp (exit %d): %v", code, err)
 	}
 	return nil
@@ -312,7 +313,7 @@ func checkStep(ctx context.Context, r Runner, s Step, log io.Writer) (done bool,
 	if s.Check == "" {
 		return false, nil
 	}
-	code, err := r.Run(ctx, "sudo -n sh -c "+shellQuote(s.Check), nil, log, log)
+	code, err := r.Run(ctx, "sudo -n sh -c "+shell.Quote(s.Check), nil, log, log)
 	if err != nil {
 		return false, fmt.Errorf("provision step %q: check: %w", s.Name, err)
 	}
@@ -337,8 +338,8 @@ func execStep(ctx context.Context, r Runner, s Step, log io.Writer) error {
 		return &StepError{Step: s.Name, Status: code, Tail: out.String()}
 	}
 	if s.Marker != "" {
-		mark := "mkdir -p \"$(dirname " + shellQuote(s.Marker) + ")\" && touch " + shellQuote(s.Marker)
-		if code, err := r.Run(ctx, "sudo -n sh -c "+shellQuote(mark), nil, log, log); err != nil || code != 0 {
+		mark := "mkdir -p \"$(dirname " + shell.Quote(s.Marker) + ")\" && touch " + shell.Quote(s.Marker)
+		if code, err := r.Run(ctx, "sudo -n sh -c "+shell.Quote(mark), nil, log, log); err != nil || code != 0 {
 			return fmt.Errorf("provision step %q: write marker %s (exit %d): %v", s.Name, s.Marker, code, err)
 		}
 	}
@@ -363,11 +364,6 @@ func markerName(name string) string { return unsafeRE.ReplaceAllString(name, "_"
 func shortHash(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])[:12]
-}
-
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func indentLines(s, pad string) string {

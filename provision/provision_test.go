@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/devbox-vm/devbox/internal/shell"
 )
 
 // shellRunner runs commands with the local sh, with a sudo that just runs
@@ -333,7 +335,7 @@ func TestEngineCheckTakesAStartingDaemon(t *testing.T) {
 				r.env[i] = "PATH=" + bin + ":" + strings.TrimPrefix(e, "PATH=")
 			}
 		}
-		code, err := r.Run(context.Background(), "sh -c "+shellQuote(check), nil, io.Discard, io.Discard)
+		code, err := r.Run(context.Background(), "sh -c "+shell.Quote(check), nil, io.Discard, io.Discard)
 		if err != nil || (code == 0) != (want == 0) {
 			t.Errorf("docker %s: check exit %d (%v), want %d", state, code, err, want)
 		}

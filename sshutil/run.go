@@ -18,6 +18,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/term"
+
+	"github.com/devbox-vm/devbox/internal/shell"
 )
 
 // cancelGrace is how long Run waits, after signalling and closing a cancelled
@@ -290,8 +292,8 @@ func (c *Client) Upload(ctx context.Context, content []byte, remotePath string, 
 	rand.Read(suffix)
 	tmp := path.Join(path.Dir(remotePath), "."+path.Base(remotePath)+".devbox-"+hex.EncodeToString(suffix))
 	script := fmt.Sprintf("umask 077 && cat > %[1]s && chmod %[2]o %[1]s && mv -f %[1]s %[3]s || { rc=$?; rm -f %[1]s; exit $rc; }",
-		shellQuote(tmp), mode.Perm(), shellQuote(remotePath))
-	cmd := "sh -c " + shellQuote(script)
+		shell.Quote(tmp), mode.Perm(), shell.Quote(remotePath))
+	cmd := "sh -c " + shell.Quote(script)
 	if sudo {
 		cmd = "sudo -n " + cmd
 	}
@@ -335,11 +337,6 @@ func (g *gatedWriter) close() {
 	g.mu.Lock()
 	g.closed = true
 	g.mu.Unlock()
-}
-
-// shellQuote quotes s as one POSIX shell word.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // shorten returns cmd quoted and cut to a length fit for an error message.

@@ -18,6 +18,7 @@ import (
 	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/internal/hostwatch"
 	"github.com/devbox-vm/devbox/internal/sharedfs"
+	"github.com/devbox-vm/devbox/internal/shell"
 	"github.com/devbox-vm/devbox/sshutil"
 )
 
@@ -81,12 +82,12 @@ func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int,
 		}
 		return false
 	}
-	helper := "sudo -n python3 -u -c " + shellQuote(replayHelper)
+	helper := "sudo -n python3 -u -c " + shell.Quote(replayHelper)
 	if virtiofs {
-		helper += " virtiofs " + shellQuote(m.Host)
+		helper += " virtiofs " + shell.Quote(m.Host)
 		for _, ig := range a.EventsIgnore {
 			if !strings.Contains(ig, "/") {
-				helper += " " + shellQuote(ig)
+				helper += " " + shell.Quote(ig)
 			}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/internal/sharedfs"
+	"github.com/devbox-vm/devbox/internal/shell"
 	"github.com/devbox-vm/devbox/sshutil"
 )
 
@@ -141,7 +142,7 @@ func stderrTail(s string) string {
 func (a *Agent) checkMounted(ctx context.Context, c *sshutil.Client, path string) error {
 	timeout := a.timings().mountTimeout
 	tries := max(1, int(timeout/(100*time.Millisecond)))
-	script := fmt.Sprintf("for i in $(seq 1 %d); do if mountpoint -q %s; then exit 0; fi; sleep 0.1; done; exit 1", tries, shellQuote(path))
+	script := fmt.Sprintf("for i in $(seq 1 %d); do if mountpoint -q %s; then exit 0; fi; sleep 0.1; done; exit 1", tries, shell.Quote(path))
 	// A hung mount of a previous connection can block mountpoint itself.
 	ctx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
 	defer cancel()
@@ -202,8 +203,4 @@ func ServeMount(ctx context.Context, c *sshutil.Client, m config.Mount, uid, gid
 		return fmt.Errorf("sshfs in the guest ended (exit %d): %w", code, err)
 	}
 	return serveErr
-}
-
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/devbox-vm/devbox/internal/cli"
 	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/internal/filenames"
+	"github.com/devbox-vm/devbox/internal/shell"
 	"github.com/devbox-vm/devbox/sshutil"
 	"github.com/devbox-vm/devbox/vm"
 )
@@ -185,7 +186,7 @@ func (in *Instance) SSH(ctx context.Context, args []string, stdin *os.File, stdo
 		return 1, err
 	}
 	defer c.Close()
-	cmd := joinArgs(args)
+	cmd := shell.Join(args)
 	if tty || cmd == "" {
 		return c.Shell(ctx, cmd, stdin, stdout, stderr)
 	}
@@ -306,21 +307,4 @@ func newInstanceID(name string) string {
 	b := make([]byte, 6)
 	rand.Read(b)
 	return "devbox-" + name + "-" + hex.EncodeToString(b)
-}
-
-// joinArgs makes one shell command line of args, each quoted when needed,
-// so `devbox ssh -- sh -c 'a | b'` runs what was typed.
-func joinArgs(args []string) string {
-	quoted := make([]string, len(args))
-	for i, a := range args {
-		quoted[i] = quoteArg(a)
-	}
-	return strings.Join(quoted, " ")
-}
-
-func quoteArg(a string) string {
-	if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == "" {
-		return a
-	}
-	return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 }

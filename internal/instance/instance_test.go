@@ -12,12 +12,13 @@ import (
 
 	"github.com/devbox-vm/devbox/internal/cli"
 	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/shell"
 	"github.com/devbox-vm/devbox/vm"
 	"github.com/devbox-vm/devbox/vm/fake"
 )
 
 func TestJoinArgs(t *testing.T) {
-	got := joinArgs([]string{"sh", "-c", "echo 'hi' | wc -c", "", "a=b"})
+	got := shell.Join([]string{"sh", "-c", "echo 'hi' | wc -c", "", "a=b"})
 	want := `sh -c 'echo '\''hi'\'' | wc -c' '' a=b`
 	if got != want {
 		t.Errorf("joinArgs = %s, want %s", got, want)

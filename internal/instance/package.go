@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/devbox-vm/devbox/boxes"
+	"github.com/devbox-vm/devbox/internal/shell"
 	"github.com/devbox-vm/devbox/vm"
 )
 
@@ -62,7 +63,7 @@ func (in *Instance) Package(ctx context.Context, out string) (sha string, size i
 		}
 		defer c.Close()
 		var outb bytes.Buffer
-		code, err := c.Run(ctx, "sudo -n sh -c "+quoteArg(cleanForPackage), nil, &outb, &outb)
+		code, err := c.Run(ctx, "sudo -n sh -c "+shell.Quote(cleanForPackage), nil, &outb, &outb)
 		if err != nil {
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/devbox-vm/devbox/internal/agent"
 	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/internal/filenames"
+	"github.com/devbox-vm/devbox/internal/shell"
 	"github.com/devbox-vm/devbox/sshutil"
 )
 
@@ -49,7 +50,7 @@ func (in *Instance) Run(ctx context.Context, args []string, opts RunOptions) (in
 	if !ok {
 		return 1, fmt.Errorf("the current folder %s is not shared with the VM (hint: run from inside %s, or add it to mounts in %s and run devbox up)", dir, mountList(shares.Mounts), in.Cfg.File)
 	}
-	cmd := "cd " + quoteArg(dir) + " && exec " + joinArgs(args)
+	cmd := "cd " + shell.Quote(dir) + " && exec " + shell.Join(args)
 	c, err := in.dialAgent(ctx)
 	if err == nil {
 		defer c.Close()
@@ -98,24 +99,24 @@ func mountList(mounts []config.Mount) string {
 // waitMountScript waits up to 30 s for path to be a mount point in the
 // guest, so a command never runs against the empty folder underneath.
 func waitMountScript(path string) string {
-	q := quoteArg(path)
+	q := shell.Quote(path)
 	return "i=0; until mountpoint -q " + q + "; do i=$((i+1)); if [ $i -gt 300 ]; then echo " +
-		quoteArg("devbox: "+path+" is not mounted in the VM (hint: devbox up restarts the agent that serves it)") +
+		shell.Quote("devbox: "+path+" is not mounted in the VM (hint: devbox up restarts the agent that serves it)") +
 		" >&2; exit 125; fi; sleep 0.1; done; "
 }
 
 // DockerEnv is the line that points a shell's docker CLI at the VM.
-func (in *Instance) DockerEnv(shell string) (string, error) {
+func (in *Instance) DockerEnv(shellName string) (string, error) {
 	host := "unix://" + in.DockerSocket()
-	switch shell {
+	switch shellName {
 	case "bash", "zsh", "sh":
-		return fmt.Sprintf("export DOCKER_HOST=%s\n# Run this command to configure your shell:\n# eval \"$(devbox docker-env)\"\n", quoteArg(host)), nil
+		return fmt.Sprintf("export DOCKER_HOST=%s\n# Run this command to configure your shell:\n# eval \"$(devbox docker-env)\"\n", shell.Quote(host)), nil
 	case "fish":
-		return fmt.Sprintf("set -gx DOCKER_HOST %s;\n# Run this command to configure your shell:\n# devbox docker-env --shell fish | source\n", quoteArg(host)), nil
+		return fmt.Sprintf("set -gx DOCKER_HOST %s;\n# Run this command to configure your shell:\n# devbox docker-env --shell fish | source\n", shell.Quote(host)), nil
 	case "powershell", "pwsh":
 		return fmt.Sprintf("$Env:DOCKER_HOST = \"%s\"\n# Run this command to configure your shell:\n# & devbox docker-env --shell powershell | Invoke-Expression\n", strings.ReplaceAll(host, `"`, "`\"")), nil
 	}
-	return "", fmt.Errorf("shell %q: devbox knows bash, zsh, fish and powershell", shell)
+	return "", fmt.Errorf("shell %q: devbox knows bash, zsh, fish and powershell", shellName)
 }
 
 // ContextName is the Docker context devbox keeps for the instance.

@@ -3,6 +3,8 @@ package sharedfs
 import (
 	"fmt"
 	"strings"
+
+	"github.com/devbox-vm/devbox/internal/shell"
 )
 
 // MountCommand returns the sh command line that mounts the host folder
@@ -36,11 +38,11 @@ func MountCommand(guestPath, remotePath string, readOnly bool, uid, gid int) str
 	if readOnly {
 		opts = append(opts, "ro")
 	}
-	g := shellQuote(guestPath)
+	g := shell.Quote(guestPath)
 	return UnmountCommand(guestPath) + "; " +
 		"sudo mkdir -p -- " + g + " && " +
 		"if sshfs -h 2>&1 | grep -q no_contain_symlinks; then set -- -o no_contain_symlinks; fi && " +
-		"exec sudo sshfs " + shellQuote(":"+remotePath) + " " + g +
+		"exec sudo sshfs " + shell.Quote(":"+remotePath) + " " + g +
 		" -o " + strings.Join(opts, ",") + ` "$@"`
 }
 
@@ -48,10 +50,5 @@ func MountCommand(guestPath, remotePath string, readOnly bool, uid, gid int) str
 // guest, lazily so that busy files do not block it. It succeeds when
 // nothing is mounted there, and uses sudo itself.
 func UnmountCommand(guestPath string) string {
-	return "sudo umount -l -- " + shellQuote(guestPath) + " 2>/dev/null || true"
-}
-
-// shellQuote quotes s as one sh word.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return "sudo umount -l -- " + shell.Quote(guestPath) + " 2>/dev/null || true"
 }

@@ -20,9 +20,9 @@ func TestMountCommand(t *testing.T) {
 	}{
 		{
 			"/home/u/proj", "/home/u/proj", false, 1000, 1001,
-			`sudo umount -l -- '/home/u/proj' 2>/dev/null || true; ` +
-				`sudo mkdir -p -- '/home/u/proj' && ` + probe +
-				`exec sudo sshfs ':/home/u/proj' '/home/u/proj' ` +
+			`sudo umount -l -- /home/u/proj 2>/dev/null || true; ` +
+				`sudo mkdir -p -- /home/u/proj && ` + probe +
+				`exec sudo sshfs :/home/u/proj /home/u/proj ` +
 				`-o passive,allow_other,uid=1000,gid=1001,dir_cache=no,attr_timeout=1,entry_timeout=1 "$@"`,
 		},
 		{
@@ -42,7 +42,7 @@ func TestMountCommand(t *testing.T) {
 
 func TestUnmountCommand(t *testing.T) {
 	tests := []struct{ guest, want string }{
-		{"/home/u/proj", `sudo umount -l -- '/home/u/proj' 2>/dev/null || true`},
+		{"/home/u/proj", `sudo umount -l -- /home/u/proj 2>/dev/null || true`},
 		{"/a b/'c'", `sudo umount -l -- '/a b/'\''c'\''' 2>/dev/null || true`},
 		{"/$HOME/`x`", "sudo umount -l -- '/$HOME/`x`' 2>/dev/null || true"},
 	}
