@@ -24,6 +24,7 @@ func (a *app) destroyCommand() *cobra.Command {
 				if info.State == vm.StateNotCreated {
 					// Still clear a stale folder, if any.
 					fmt.Fprintf(a.stderr, "instance %q does not exist\n", in.Name())
+					removeDockerContext(a.ctx, in.Name())
 					return in.Destroy(a.ctx)
 				}
 				if !force {
@@ -34,6 +35,7 @@ func (a *app) destroyCommand() *cobra.Command {
 						return fmt.Errorf("destroy instance %q: not confirmed", in.Name())
 					}
 				}
+				removeDockerContext(a.ctx, in.Name())
 				return in.Destroy(a.ctx)
 			})
 		},

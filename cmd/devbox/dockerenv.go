@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/devbox-vm/devbox/internal/filenames"
 	"github.com/devbox-vm/devbox/internal/instance"
+	"github.com/devbox-vm/devbox/internal/shell"
+	"github.com/devbox-vm/devbox/sshutil"
 )
 
 func (a *app) dockerEnvCommand() *cobra.Command {
@@ -24,7 +29,7 @@ func (a *app) dockerEnvCommand() *cobra.Command {
 				}
 			}
 			return a.withInstance(func(in *instance.Instance) error {
-				line, err := in.DockerEnv(shell)
+				line, err := dockerEnvLine(shell, in.DockerSocket())
 				if err != nil {
 					return err
 				}
@@ -47,7 +52,7 @@ func (a *app) sshConfigCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withInstance(func(in *instance.Instance) error {
-				block, err := in.SSHConfig(a.ctx)
+				block, err := sshConfigBlock(a.ctx, in)
 				if err != nil {
 					return err
 				}
@@ -56,4 +61,55 @@ func (a *app) sshConfigCommand() *cobra.Command {
 			})
 		},
 	}
+}
+
+// dockerEnvLine is the line that points a shell's docker CLI at socket.
+func dockerEnvLine(shellName, socket string) (string, error) {
+	host := "unix://" + socket
+	switch shellName {
+	case "bash", "zsh", "sh":
+		return fmt.Sprintf("export DOCKER_HOST=%s\n# Run this command to configure your shell:\n# eval \"$(devbox docker-env)\"\n", shell.Quote(host)), nil
+	case "fish":
+		return fmt.Sprintf("set -gx DOCKER_HOST %s;\n# Run this command to configure your shell:\n# devbox docker-env --shell fish | source\n", shell.Quote(host)), nil
+	case "powershell", "pwsh":
+		return fmt.Sprintf("$Env:DOCKER_HOST = \"%s\"\n# Run this command to configure your shell:\n# & devbox docker-env --shell powershell | Invoke-Expression\n", strings.ReplaceAll(host, `"`, "`\"")), nil
+	}
+	return "", fmt.Errorf("shell %q: devbox knows bash, zsh, fish and powershell", shellName)
+}
+
+// sshConfigBlock is an OpenSSH Host block for the running instance, with
+// the pinned host key in a known-hosts file of its own.
+func sshConfigBlock(ctx context.Context, in *instance.Instance) (string, error) {
+	info, err := in.Running(ctx)
+	if err != nil {
+		return "", err
+	}
+	host, err := sshutil.ReadKeyPair(in.HostKeyFile())
+	if err != nil {
+		return "", err
+	}
+	alias := "devbox-" + in.Name()
+	known := filepath.Join(in.Dir(), filenames.KnownHosts)
+	if err := os.WriteFile(known, []byte(sshutil.HostKeyLine(alias, host.Public)+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf(`Host %s
+  HostName 127.0.0.1
+  Port %d
+  User %s
+  IdentityFile %s
+  IdentitiesOnly yes
+  HostKeyAlias %s
+  UserKnownHostsFile %s
+  StrictHostKeyChecking yes
+  LogLevel ERROR
+`, alias, info.SSHPort, info.User, sshConfigQuote(in.KeyFile()), alias, sshConfigQuote(known)), nil
+}
+
+// sshConfigQuote quotes a path for ssh_config when it has spaces.
+func sshConfigQuote(p string) string {
+	if strings.ContainsAny(p, " \t") {
+		return `"` + p + `"`
+	}
+	return p
 }

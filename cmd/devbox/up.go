@@ -25,12 +25,20 @@ func (a *app) upCommand() *cobra.Command {
 				mode = instance.ProvisionSkip
 			}
 			return a.withInstance(func(in *instance.Instance) error {
-				opts := instance.UpOptions{Provision: mode, NoContext: noContext, AcceptShares: acceptShares}
+				opts := instance.UpOptions{Provision: mode, AcceptShares: acceptShares}
 				if a.onTerminal() {
 					opts.Confirm = a.confirm
 				}
 				if err := in.Up(a.ctx, opts); err != nil {
 					return err
+				}
+				if !noContext {
+					if ok, err := updateDockerContext(a.ctx, in.Name(), in.DockerSocket()); err != nil {
+						in.Status.Warnf("%v", err)
+					} else if ok {
+						c := contextName(in.Name())
+						in.Status.Infof("docker context %q points at the VM: docker --context %s ps, or eval \"$(devbox docker-env)\"", c, c)
+					}
 				}
 				fmt.Fprintf(a.stderr, "instance %q is up: devbox ssh opens a shell\n", in.Name())
 				return nil

@@ -243,7 +243,7 @@ func (in *Instance) ServeAgent(ctx context.Context) error {
 		return err
 	}
 	defer pid.Unlock()
-	info, err := in.running(ctx)
+	info, err := in.Running(ctx)
 	if err != nil {
 		return err
 	}

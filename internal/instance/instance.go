@@ -52,8 +52,10 @@ func (in *Instance) Domain() string { return in.Home.DomainName(in.Cfg.Name) }
 // Dir is the instance's folder of keys and logs.
 func (in *Instance) Dir() string { return in.Home.InstanceDir(in.Cfg.Name) }
 
-func (in *Instance) keyFile() string     { return filepath.Join(in.Dir(), filenames.UserKey) }
-func (in *Instance) hostKeyFile() string { return filepath.Join(in.Dir(), filenames.HostKey) }
+// KeyFile is devbox's key for the guest user; HostKeyFile the guest's
+// pinned host key (each with its .pub).
+func (in *Instance) KeyFile() string     { return filepath.Join(in.Dir(), filenames.UserKey) }
+func (in *Instance) HostKeyFile() string { return filepath.Join(in.Dir(), filenames.HostKey) }
 
 // boxFile records the sha256 of the box the instance was made from.
 func (in *Instance) boxFile() string { return filepath.Join(in.Dir(), filenames.BoxSHA256) }
@@ -127,7 +129,7 @@ func (in *Instance) errNotRunning(st vm.State) error {
 
 // target is how to reach the guest's SSH server for info.
 func (in *Instance) target(info vm.Info) (sshutil.Target, error) {
-	host, err := sshutil.ReadKeyPair(in.hostKeyFile())
+	host, err := sshutil.ReadKeyPair(in.HostKeyFile())
 	if err != nil {
 		return sshutil.Target{}, fmt.Errorf("host key of instance %q: %w (hint: its folder %s was removed; devbox destroy and up again)", in.Name(), err, in.Dir())
 	}
@@ -138,7 +140,7 @@ func (in *Instance) target(info vm.Info) (sshutil.Target, error) {
 	return sshutil.Target{
 		Addr:     fmt.Sprintf("127.0.0.1:%d", info.SSHPort),
 		User:     user,
-		KeyFile:  in.keyFile(),
+		KeyFile:  in.KeyFile(),
 		HostKey:  host.Public,
 		Emulated: info.Accel == "tcg",
 	}, nil
@@ -159,8 +161,8 @@ func (in *Instance) dial(ctx context.Context, info vm.Info) (*sshutil.Client, er
 	return c, nil
 }
 
-// running checks that the instance runs and returns its info.
-func (in *Instance) running(ctx context.Context) (vm.Info, error) {
+// Running checks that the instance runs and returns its info.
+func (in *Instance) Running(ctx context.Context) (vm.Info, error) {
 	info, err := in.Inspect(ctx)
 	if err != nil {
 		return info, err
@@ -177,7 +179,7 @@ func (in *Instance) running(ctx context.Context) (vm.Info, error) {
 // SSH runs args in the guest (an interactive shell when args is empty)
 // and returns the remote exit status.
 func (in *Instance) SSH(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer, tty bool) (int, error) {
-	info, err := in.running(ctx)
+	info, err := in.Running(ctx)
 	if err != nil {
 		return 1, err
 	}
@@ -284,7 +286,6 @@ func (in *Instance) Destroy(ctx context.Context) error {
 	defer in.unlock(lk)
 	return in.Status.Step(fmt.Sprintf("Destroying instance %q", in.Name()), func() error {
 		in.StopAgent()
-		in.RemoveDockerContext(ctx)
 		// Delete also removes volumes left by a create that was killed
 		// before it defined the domain.
 		if err := d.Delete(ctx, in.Domain()); err != nil && !errors.Is(err, vm.ErrNotFound) {

@@ -47,7 +47,7 @@ func (in *Instance) Package(ctx context.Context, out string) (sha string, size i
 		return "", 0, err
 	}
 	defer in.unlock(lk)
-	info, err := in.running(ctx)
+	info, err := in.Running(ctx)
 	if err != nil {
 		return "", 0, fmt.Errorf("%w (the guest is cleaned before it is packaged, so it must run: devbox up)", err)
 	}

@@ -10,9 +10,7 @@ import (
 
 	"github.com/devbox-vm/devbox/internal/cli"
 	"github.com/devbox-vm/devbox/internal/config"
-	"github.com/devbox-vm/devbox/internal/filenames"
 	"github.com/devbox-vm/devbox/internal/lockfile"
-	"github.com/devbox-vm/devbox/sshutil"
 	"github.com/devbox-vm/devbox/vm"
 	"github.com/devbox-vm/devbox/vm/fake"
 )
@@ -28,57 +26,6 @@ func testInstance(t *testing.T, yaml string) (*Instance, *fake.Driver) {
 	in := New(cfg, Home{State: filepath.Join(t.TempDir(), "home")}, cli.NewStatus(io.Discard),
 		func(context.Context, string) (vm.Driver, error) { return d, nil })
 	return in, d
-}
-
-func TestDockerEnvPerShell(t *testing.T) {
-	in, _ := testInstance(t, "name: demo\nbox: /x.qcow2\n")
-	sock := in.DockerSocket()
-	for shell, want := range map[string]string{
-		"bash":       "export DOCKER_HOST=unix://" + sock + "\n",
-		"zsh":        "export DOCKER_HOST=unix://" + sock + "\n",
-		"fish":       "set -gx DOCKER_HOST unix://" + sock + ";\n",
-		"powershell": "$Env:DOCKER_HOST = \"unix://" + sock + "\"\n",
-	} {
-		got, err := in.DockerEnv(shell)
-		if err != nil || !strings.HasPrefix(got, want) {
-			t.Errorf("%s: got %q, %v; want prefix %q", shell, got, err, want)
-		}
-	}
-	// A home with a space is quoted for the shell.
-	in.Home.State = "/tmp/my home"
-	if got, _ := in.DockerEnv("bash"); !strings.HasPrefix(got, "export DOCKER_HOST='unix:///tmp/my home/instances/demo/docker.sock'\n") {
-		t.Errorf("not quoted: %q", got)
-	}
-	if _, err := in.DockerEnv("tcsh"); err == nil || !strings.Contains(err.Error(), "tcsh") {
-		t.Errorf("unknown shell: %v", err)
-	}
-}
-
-func TestSSHConfigBlock(t *testing.T) {
-	in, d := testInstance(t, "name: demo\nbox: /x.qcow2\n")
-	host, _ := sshutil.NewEd25519("host")
-	if err := sshutil.WriteKeyPair(in.hostKeyFile(), host); err != nil {
-		t.Fatal(err)
-	}
-	d.Instances[in.Domain()] = &vm.Info{Name: in.Domain(), State: vm.StateRunning, SSHPort: 40123, User: "dev"}
-	block, err := in.SSHConfig(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"Host devbox-demo\n", "Port 40123\n", "User dev\n", "IdentityFile " + in.keyFile() + "\n",
-		"HostKeyAlias devbox-demo\n", "StrictHostKeyChecking yes\n", "UserKnownHostsFile " + filepath.Join(in.Dir(), filenames.KnownHosts)} {
-		if !strings.Contains(block, want) {
-			t.Errorf("block lacks %q:\n%s", want, block)
-		}
-	}
-	if strings.Contains(block, "StrictHostKeyChecking no") {
-		t.Error("host key checking switched off")
-	}
-	known, _ := os.ReadFile(filepath.Join(in.Dir(), filenames.KnownHosts))
-	fields := strings.Fields(host.Public)
-	if string(known) != "devbox-demo "+fields[0]+" "+fields[1]+"\n" {
-		t.Errorf("known_hosts = %q", known)
-	}
 }
 
 func TestRunOutsideSharedFolder(t *testing.T) {

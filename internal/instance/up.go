@@ -31,7 +31,6 @@ const (
 // UpOptions tune devbox up.
 type UpOptions struct {
 	Provision ProvisionMode
-	NoContext bool // do not create or update the Docker context
 	NoAgent   bool // do not start the agent (unit tests)
 	// AcceptShares accepts shared folders and forwards that reach further
 	// than the user accepted before (--accept-shares).
@@ -135,13 +134,6 @@ func (in *Instance) Up(ctx context.Context, opts UpOptions) (err error) {
 		return err
 	}
 	in.reportMounts(ctx)
-	if !opts.NoContext {
-		if ok, err := in.UpdateDockerContext(ctx); err != nil {
-			in.Status.Warnf("%v", err)
-		} else if ok {
-			in.Status.Infof("docker context %q points at the VM: docker --context %s ps, or eval \"$(devbox docker-env)\"", in.ContextName(), in.ContextName())
-		}
-	}
 	return nil
 }
 
@@ -181,10 +173,10 @@ func (in *Instance) create(ctx context.Context, d vm.Driver) (err error) {
 		if err != nil {
 			return err
 		}
-		if err := sshutil.WriteKeyPair(in.keyFile(), userKey); err != nil {
+		if err := sshutil.WriteKeyPair(in.KeyFile(), userKey); err != nil {
 			return err
 		}
-		if err := sshutil.WriteKeyPair(in.hostKeyFile(), hostKey); err != nil {
+		if err := sshutil.WriteKeyPair(in.HostKeyFile(), hostKey); err != nil {
 			return err
 		}
 		if err := in.recordShares(in.wantedShares()); err != nil {
@@ -340,7 +332,7 @@ func (in *Instance) Provision(ctx context.Context) error {
 		return err
 	}
 	defer in.unlock(lk)
-	info, err := in.running(ctx)
+	info, err := in.Running(ctx)
 	if err != nil {
 		return err
 	}
