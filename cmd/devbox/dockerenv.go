@@ -29,11 +29,11 @@ func (a *app) dockerEnvCommand() *cobra.Command {
 				}
 			}
 			return a.withInstance(func(in *instance.Instance) error {
-				line, err := dockerEnvLine(shell, in.DockerSocket())
+				line, err := dockerEnvLine(shell, in.Supervisor().DockerSocket())
 				if err != nil {
 					return err
 				}
-				if !in.Agent(a.ctx).Running {
+				if !in.Supervisor().State(a.ctx).Running {
 					fmt.Fprintf(a.stderr, "devbox: note: the agent of %q is not running, so the socket does not answer yet (devbox up starts it)\n", in.Name())
 				}
 				_, err = fmt.Fprint(a.stdout, line)

@@ -48,9 +48,9 @@ func (a *app) statusCommand() *cobra.Command {
 				if info.State != vm.StateNotCreated {
 					r.SSHPort, r.User, r.Accel, r.Arch = info.SSHPort, info.User, info.Accel, info.Arch
 					r.CPUs, r.MemoryMiB, r.ConsoleLog = info.CPUs, info.MemoryMiB, info.ConsoleLog
-					as := in.Agent(a.ctx)
+					as := in.Supervisor().State(a.ctx)
 					r.Agent = as.String()
-					r.DockerHost = "unix://" + in.DockerSocket()
+					r.DockerHost = "unix://" + in.Supervisor().DockerSocket()
 					if as.Running {
 						if st, err := agent.QueryStatus(a.ctx, in.Dir()); err == nil {
 							r.AgentStatus = &st

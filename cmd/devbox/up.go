@@ -33,7 +33,7 @@ func (a *app) upCommand() *cobra.Command {
 					return err
 				}
 				if !noContext {
-					if ok, err := updateDockerContext(a.ctx, in.Name(), in.DockerSocket()); err != nil {
+					if ok, err := updateDockerContext(a.ctx, in.Name(), in.Supervisor().DockerSocket()); err != nil {
 						in.Status.Warnf("%v", err)
 					} else if ok {
 						c := contextName(in.Name())

@@ -212,7 +212,7 @@ func (in *Instance) Halt(ctx context.Context, force bool, timeout time.Duration)
 		return in.errNotCreated()
 	}
 	if info.State == vm.StateStopped {
-		in.StopAgent()
+		in.Supervisor().Stop()
 		in.stopShares()
 		in.Status.Infof("instance %q is already stopped", in.Name())
 		return nil
@@ -222,7 +222,7 @@ func (in *Instance) Halt(ctx context.Context, force bool, timeout time.Duration)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
-	go func() { defer wg.Done(); in.StopAgent() }()
+	go func() { defer wg.Done(); in.Supervisor().Stop() }()
 	// virtiofsd ends with the VM; one that never got it would not.
 	defer in.stopShares()
 	if force {
@@ -285,7 +285,7 @@ func (in *Instance) Destroy(ctx context.Context) error {
 	}
 	defer in.unlock(lk)
 	return in.Status.Step(fmt.Sprintf("Destroying instance %q", in.Name()), func() error {
-		in.StopAgent()
+		in.Supervisor().Stop()
 		// Delete also removes volumes left by a create that was killed
 		// before it defined the domain.
 		if err := d.Delete(ctx, in.Domain()); err != nil && !errors.Is(err, vm.ErrNotFound) {

@@ -55,7 +55,7 @@ func (in *Instance) Package(ctx context.Context, out string) (sha string, size i
 	if err != nil {
 		return "", 0, err
 	}
-	in.StopAgent()
+	in.Supervisor().Stop()
 	if err := in.Status.Step("Cleaning the guest (machine-id, cloud-init state, host keys, keys, logs), trimming its free space and powering it off", func() error {
 		c, err := in.dial(ctx, info)
 		if err != nil {

@@ -49,7 +49,7 @@ func (in *Instance) Run(ctx context.Context, args []string, opts RunOptions) (in
 		return 1, fmt.Errorf("the current folder %s is not shared with the VM (hint: run from inside %s, or add it to mounts in %s and run devbox up)", dir, mountList(shares.Mounts), in.Cfg.File)
 	}
 	cmd := "cd " + shell.Quote(dir) + " && exec " + shell.Join(args)
-	c, err := in.dialAgent(ctx)
+	c, err := in.Supervisor().Dial(ctx)
 	if err == nil {
 		defer c.Close()
 		return c.RunSignals(ctx, cmd, stdinOrNil(opts.Stdin), opts.Stdout, opts.Stderr, opts.PTY, opts.Signals)

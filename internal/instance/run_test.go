@@ -10,7 +10,6 @@ import (
 
 	"github.com/devbox-vm/devbox/internal/cli"
 	"github.com/devbox-vm/devbox/internal/config"
-	"github.com/devbox-vm/devbox/internal/lockfile"
 	"github.com/devbox-vm/devbox/vm"
 	"github.com/devbox-vm/devbox/vm/fake"
 )
@@ -37,28 +36,5 @@ func TestRunOutsideSharedFolder(t *testing.T) {
 	code, err := in.Run(context.Background(), []string{"true"}, RunOptions{Dir: t.TempDir(), Stderr: io.Discard})
 	if code != 1 || err == nil || !strings.Contains(err.Error(), "is not shared with the VM") || !strings.Contains(err.Error(), in.Cfg.Dir) {
 		t.Errorf("code %d, err %v", code, err)
-	}
-}
-
-func TestAgentStateFromLiveFacts(t *testing.T) {
-	in, _ := testInstance(t, "name: demo\nbox: /x.qcow2\n")
-	if st := in.Agent(context.Background()); st.Running || !strings.Contains(st.Reason, "never started") {
-		t.Errorf("no pid file: %+v", st)
-	}
-	os.MkdirAll(in.Dir(), 0o700)
-	// A pid that cannot exist.
-	os.WriteFile(in.agentPIDFile(), []byte("2147483646\n"), 0o600)
-	if st := in.Agent(context.Background()); st.Running || !strings.Contains(st.Reason, "is gone") {
-		t.Errorf("dead pid: %+v", st)
-	}
-	// A live process (this test, holding the pid file's lock as the
-	// agent does) that does not answer on the socket.
-	lk, err := lockfile.TryLock(in.agentPIDFile(), "devbox agent of demo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lk.Unlock()
-	if st := in.Agent(context.Background()); st.Running || !strings.Contains(st.Reason, "does not answer") {
-		t.Errorf("silent process: %+v", st)
 	}
 }

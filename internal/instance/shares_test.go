@@ -208,10 +208,10 @@ func TestStopAgentSparesAReusedPID(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(in.Dir(), filenames.AgentPID), []byte(strconv.Itoa(other.Process.Pid)+" devbox agent of demo\n"), 0o600)
-	if st := in.Agent(context.Background()); st.Running {
+	if st := in.Supervisor().State(context.Background()); st.Running {
 		t.Errorf("agent state from a stale pid file: %+v", st)
 	}
-	in.StopAgent()
+	in.Supervisor().Stop()
 	other.Process.Signal(syscall.SIGKILL)
 	err := other.Wait()
 	ws, _ := other.ProcessState.Sys().(syscall.WaitStatus)
