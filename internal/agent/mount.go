@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -137,12 +138,27 @@ func stderrTail(s string) string {
 	return tail
 }
 
+//go:embed wait-mount.sh
+var waitMountFunc string
+
+// WaitMount is a shell command line that waits up to tenths tenths of a
+// second for path to be a mount point in the guest, and fails (exit 1,
+// message on stderr if not empty) if it never is: the one loop for the
+// agent and for devbox run.
+func WaitMount(path string, tenths int, message string) string {
+	call := fmt.Sprintf("wait_mount %s %d", shell.Quote(path), tenths)
+	if message != "" {
+		call += " " + shell.Quote(message)
+	}
+	return waitMountFunc + call
+}
+
 // checkMounted waits (bounded) until the guest sees path as a mount
 // point.
 func (a *Agent) checkMounted(ctx context.Context, c *sshutil.Client, path string) error {
 	timeout := a.timings().mountTimeout
 	tries := max(1, int(timeout/(100*time.Millisecond)))
-	script := fmt.Sprintf("for i in $(seq 1 %d); do if mountpoint -q %s; then exit 0; fi; sleep 0.1; done; exit 1", tries, shell.Quote(path))
+	script := WaitMount(path, tries, "")
 	// A hung mount of a previous connection can block mountpoint itself.
 	ctx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
 	defer cancel()

@@ -73,7 +73,9 @@ func (in *Instance) Run(ctx context.Context, args []string, opts RunOptions) (in
 	mounted := make(chan error, 1)
 	go func() { mounted <- agent.ServeMount(mctx, c, m, uid, gid, nil) }()
 	defer func() { stopMount(); <-mounted }()
-	return c.RunSignals(ctx, waitMountScript(m.Host)+cmd, stdinOrNil(opts.Stdin), opts.Stdout, opts.Stderr, opts.PTY, opts.Signals)
+	// Up to 30 s for the folder to be mounted, then the command.
+	wait := agent.WaitMount(m.Host, 300, "devbox: "+m.Host+" is not mounted in the VM (hint: devbox up restarts the agent that serves it)")
+	return c.RunSignals(ctx, wait+" || exit 125\n"+cmd, stdinOrNil(opts.Stdin), opts.Stdout, opts.Stderr, opts.PTY, opts.Signals)
 }
 
 func stdinOrNil(f *os.File) io.Reader {
@@ -92,13 +94,4 @@ func mountList(mounts []config.Mount) string {
 		return "a shared folder (none is configured)"
 	}
 	return strings.Join(hosts, " or ")
-}
-
-// waitMountScript waits up to 30 s for path to be a mount point in the
-// guest, so a command never runs against the empty folder underneath.
-func waitMountScript(path string) string {
-	q := shell.Quote(path)
-	return "i=0; until mountpoint -q " + q + "; do i=$((i+1)); if [ $i -gt 300 ]; then echo " +
-		shell.Quote("devbox: "+path+" is not mounted in the VM (hint: devbox up restarts the agent that serves it)") +
-		" >&2; exit 125; fi; sleep 0.1; done; "
 }
