@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"embed"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -86,20 +87,13 @@ func Plan(opts Options) ([]Step, error) {
 			Name: "Waiting for cloud-init to finish",
 			Gate: true,
 			// result.json is written in /run when cloud-init ends this boot.
-			Check: "test -e /run/cloud-init/result.json || ! command -v cloud-init >/dev/null",
-			Script: `if command -v cloud-init >/dev/null 2>&1; then
-  if ! cloud-init status --wait >/dev/null 2>&1; then
-    echo "warning: cloud-init reported a problem (see /var/log/cloud-init-output.log in the guest):"
-    cloud-init status --long || true
-  fi
-fi`,
+			Check:  "test -e /run/cloud-init/result.json || ! command -v cloud-init >/dev/null",
+			Script: script("cloud-init-wait.sh"),
 		},
 		{
-			Name:  "Creating docker-group user " + opts.User,
-			Check: "id -nG " + u + " | tr ' ' '\\n' | grep -qx docker",
-			Script: "getent group docker >/dev/null || groupadd --system docker\n" +
-				"id " + u + " >/dev/null 2>&1 || useradd --create-home --shell /bin/bash " + u + "\n" +
-				"usermod -aG docker " + u,
+			Name:   "Creating docker-group user " + opts.User,
+			Check:  "id -nG " + u + " | tr ' ' '\\n' | grep -qx docker",
+			Script: script("docker-user.sh", "user", opts.User),
 		},
 		{
 			Name: "Installing Docker engine",
@@ -113,16 +107,14 @@ fi`,
 		{
 			Name: "Checking docker as " + opts.User,
 			// The daemon may still be starting: wait for it, bounded.
-			Script: "for i in $(seq 1 60); do\n" +
-				"  if v=$(sudo -u " + u + " -H docker info --format '{{.ServerVersion}}' 2>&1); then echo \"docker $v works for " + opts.User + "\"; exit 0; fi\n" +
-				"  sleep 1\ndone\necho \"$v\" >&2\nexit 1",
+			Script: script("docker-works.sh", "user", opts.User),
 		},
 	}
 	if opts.SharedFolders {
 		steps = append(steps, Step{
 			Name:      "Installing sshfs for shared folders",
 			Check:     "command -v sshfs >/dev/null",
-			Script:    installSSHFS,
+			Script:    script("apt.sh") + script("sshfs.sh"),
 			NeedsGate: true,
 		})
 	}
@@ -140,25 +132,6 @@ fi`,
 	return steps, nil
 }
 
-// installSSHFS installs sshfs. fuse3 asks for a new initramfs, which takes
-// minutes under software emulation and is of no use here (the root
-// filesystem is not on FUSE; the next kernel update rebuilds it anyway),
-// so initramfs updates are paused for the install and restored after.
-const installSSHFS = aptInstall + `conf=/etc/initramfs-tools/update-initramfs.conf
-if [ -f "$conf" ] && grep -q '^update_initramfs=yes' "$conf"; then
-  sed -i 's/^update_initramfs=yes/update_initramfs=no/' "$conf"
-  trap 'sed -i "s/^update_initramfs=no/update_initramfs=yes/" "$conf"' EXIT
-fi
-apt_install sshfs`
-
-// aptInstall starts a script that installs packages: apt_install PKG...
-// installs them without recommends, refreshing the package lists only
-// when the install fails without (they may be missing or stale).
-const aptInstall = `export DEBIAN_FRONTEND=noninteractive
-apt_get() { apt-get -o Dpkg::Use-Pty=0 -q -y "$@" </dev/null; }
-apt_install() { apt_get install --no-install-recommends "$@" || { apt_get update && apt_get install --no-install-recommends "$@"; }; }
-`
-
 // emulatorStep installs Debian's qemu-user-static and has systemd-binfmt
 // register its emulators. Their entries carry the F flag (the kernel opens
 // the emulator at registration), which is what lets a container, whose
@@ -175,20 +148,26 @@ func emulatorStep(names []string) Step {
 		Name:      "Registering emulators for foreign images (" + strings.Join(names, ", ") + ")",
 		NeedsGate: true,
 		Check:     check,
-		Script: aptInstall + `if ! dpkg-query -W -f '${Status}' qemu-user-static 2>/dev/null | grep -q 'ok installed'; then
-  apt_install qemu-user-static
-fi
-systemctl restart systemd-binfmt
-for n in ` + list + `; do
-  f=` + BinfmtDir + `/qemu-$n
-  if ! grep -qx enabled "$f" 2>/dev/null; then
-    echo "the emulator qemu-$n is not registered with binfmt_misc ($f is missing or disabled)" >&2
-    exit 1
-  fi
-  grep -q '^flags: .*F' "$f" || { echo "qemu-$n is registered without the F flag: containers cannot use it ($(grep flags "$f"))" >&2; exit 1; }
-  echo "qemu-$n: registered ($(grep '^interpreter' "$f"))"
-done`,
+		Script:    script("apt.sh") + script("emulators.sh", "names", strings.Join(names, " "), "binfmt_dir", BinfmtDir),
 	}
+}
+
+//go:embed scripts/*.sh
+var scripts embed.FS
+
+// script is the embedded guest script name, after lines that set the
+// shell variables vars (name, value, name, value...) it reads.
+func script(name string, vars ...string) string {
+	var b strings.Builder
+	for i := 0; i+1 < len(vars); i += 2 {
+		fmt.Fprintf(&b, "%s=%s\n", vars[i], shell.Quote(vars[i+1]))
+	}
+	data, err := scripts.ReadFile("scripts/" + name)
+	if err != nil {
+		panic(err) // a name that is not embedded: a bug the tests catch
+	}
+	b.Write(data)
+	return b.String()
 }
 
 // Stamp identifies a plan: a guest stamped with it needs no provisioning.

@@ -341,3 +341,22 @@ func TestEngineCheckTakesAStartingDaemon(t *testing.T) {
 		}
 	}
 }
+
+// TestScriptsParse: every step's script and check, as sent to the guest,
+// is valid bash (the embedded files with their variables set).
+func TestScriptsParse(t *testing.T) {
+	steps, err := Plan(Options{User: "o'brien", DockerSource: "distro", SharedFolders: true, Emulators: []string{"aarch64", "x86_64"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range steps {
+		for what, text := range map[string]string{"script": s.Script, "check": s.Check} {
+			if out, err := exec.Command("bash", "-n", "-c", text).CombinedOutput(); err != nil {
+				t.Errorf("%s of %q does not parse: %v\n%s", what, s.Name, err, out)
+			}
+		}
+	}
+	if !strings.Contains(steps[1].Script, `user='o'\''brien'`) {
+		t.Errorf("the user is not set, quoted, before the script:\n%s", steps[1].Script)
+	}
+}
