@@ -102,8 +102,11 @@ func TestSessionLifecycle(t *testing.T) {
 	e := &env{t: t, bin: bin, home: u.dir(t, "home"), project: u.dir(t, "project"), as: u}
 	// virtio-fs as an ordinary user: QEMU runs as the user, and so does
 	// virtiofsd, with the socket in the instance folder.
-	e.writeConfig(fmt.Sprintf("name: session\nbox: %s\ncpus: 2\nmemory: 2GiB\ndisk: 8GiB\nmount_type: virtiofs\nuser:\n  name: dev\n", box))
-	os.Chown(filepath.Join(e.project, "devbox.yaml"), u.uid, u.gid)
+	config := func(mountType string) {
+		e.writeConfig(fmt.Sprintf("name: session\nbox: %s\ncpus: 2\nmemory: 2GiB\ndisk: 8GiB\nmount_type: %s\nuser:\n  name: dev\n", box, mountType))
+		os.Chown(filepath.Join(e.project, "devbox.yaml"), u.uid, u.gid)
+	}
+	config("virtiofs")
 	e.cleanup("session")
 
 	r := e.ok(20*time.Minute, "up")
@@ -120,12 +123,24 @@ func TestSessionLifecycle(t *testing.T) {
 	hostFile := filepath.Join(e.project, "from-host.txt")
 	os.WriteFile(hostFile, []byte("written by the host user"), 0o644)
 	os.Chown(hostFile, u.uid, u.gid)
-	if r := e.ok(time.Minute, "run", "sh", "-c", "cat from-host.txt && echo made-in-vm > from-vm.txt"); r.stdout != "written by the host user" {
-		t.Errorf("run in the shared folder: %s", r)
+	// What the VM writes, as its user or as its root, is the host user's:
+	// through virtio-fs, then through reverse SSHFS.
+	writes := func(how string) {
+		t.Helper()
+		if r := e.ok(time.Minute, "run", "sh", "-c", "cat from-host.txt && echo made-in-vm > from-vm-"+how+" && sudo sh -c 'echo made-by-root > from-root-"+how+"'"); r.stdout != "written by the host user" {
+			t.Errorf("run in the shared folder (%s): %s", how, r)
+		}
+		for _, name := range []string{"from-vm-" + how, "from-root-" + how} {
+			if fi, err := os.Stat(filepath.Join(e.project, name)); err != nil || fi.Sys().(*syscall.Stat_t).Uid != uint32(u.uid) {
+				t.Errorf("%s, written in the VM through %s: %v %v, want owned by uid %d", name, how, fi, err, u.uid)
+			}
+		}
 	}
-	if fi, err := os.Stat(filepath.Join(e.project, "from-vm.txt")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != uint32(u.uid) {
-		t.Errorf("file written in the VM: %v %v, want owned by uid %d", fi, err, u.uid)
-	}
+	writes("virtiofs")
+	config("sshfs")
+	contains(t, "up", e.ok(5*time.Minute, "up").stderr, "shared folder "+e.project+": reverse SSHFS")
+	writes("sshfs")
+	config("virtiofs")
 	// The host's docker CLI, as the user, through the instance's socket.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
