@@ -16,9 +16,9 @@ build:
 ## test: everything: unit, a short fuzz run, end-to-end (real libvirtd and QEMU VMs).
 test: test-unit fuzz test-e2e
 
-## test-unit: fast; no libvirt, no network.
+## test-unit: fast; no libvirt, no network; with the race detector.
 test-unit: lint cross
-	$(GO) test ./...
+	$(GO) test -race ./...
 
 ## lint: no compiled binary is tracked; gofmt; shellcheck on every shell script (the guest's embedded ones too); golden domains validate against libvirt's schema; go vet, the e2e tests too.
 lint:

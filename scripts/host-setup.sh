@@ -16,6 +16,7 @@ packages=(
   openssh-client                                      # the OpenSSH baseline in benchmarks
   libvirt-clients libxml2-utils                       # virt-xml-validate (make lint)
   shellcheck                                          # the shell scripts, embedded ones too (make lint)
+  gcc libc6-dev                                        # cgo, for the race detector (make test-unit)
   qemu-user-static dosfstools mtools                  # building the arm64 test box
   qemu-system-arm qemu-efi-aarch64                    # arm64 guests (TCG, UEFI firmware)
   make
