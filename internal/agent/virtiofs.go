@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/devbox-vm/devbox/internal/config"
@@ -110,7 +109,7 @@ func (a *Agent) ensureShare(ctx context.Context, tag, host string, uid, gid int)
 		if s.Tag != tag {
 			continue
 		}
-		if pid, ok := a.sharePID(s.Socket); ok && virtiofs.Running(pid, s.Socket) {
+		if virtiofs.Serving(s.Socket) {
 			return nil
 		}
 		// Its virtiofsd is gone: the device serves nothing any more.
@@ -145,8 +144,7 @@ func (a *Agent) ensureShare(ctx context.Context, tag, host string, uid, gid int)
 	if len(socket) > 107 {
 		return fmt.Errorf("virtiofsd's socket path %s is longer than a Unix socket can be", socket)
 	}
-	pidFile := socket + ".pid"
-	virtiofs.Stop(pidFile, socket) // one that never got its VM
+	virtiofs.Stop(socket) // one that never got its VM
 	pid, err := virtiofs.Start(virtiofs.Config{
 		Source: host, Socket: socket, Log: filepath.Join(a.Dir, "virtiofsd-"+tag+".log"),
 		GuestUID: uid, GuestGID: gid, SocketGID: socketGID,
@@ -154,12 +152,8 @@ func (a *Agent) ensureShare(ctx context.Context, tag, host string, uid, gid int)
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
-		virtiofs.Stop(pidFile, socket)
-		return err
-	}
 	if err := a.Devices.AttachShare(ctx, vm.Share{Tag: tag, Socket: socket}); err != nil {
-		virtiofs.Stop(pidFile, socket)
+		virtiofs.Stop(socket)
 		if errors.Is(err, vm.ErrNoSharedMemory) {
 			return fmt.Errorf("%w (hint: devbox destroy, then up, makes the VM anew with it)", err)
 		}
@@ -169,22 +163,11 @@ func (a *Agent) ensureShare(ctx context.Context, tag, host string, uid, gid int)
 	return nil
 }
 
-// sharePID is the pid recorded for the virtiofsd on socket.
-func (a *Agent) sharePID(socket string) (int, bool) {
-	b, err := os.ReadFile(socket + ".pid")
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid, err == nil
-}
-
 // dropShare detaches the device tagged tag and stops its virtiofsd. The
 // guest must have unmounted it (or will find its mount dead).
 func (a *Agent) dropShare(ctx context.Context, tag string) error {
 	err := a.Devices.DetachShare(ctx, tag)
-	socket := virtiofs.SocketPath(a.ShareDir, tag)
-	virtiofs.Stop(socket+".pid", socket)
+	virtiofs.Stop(virtiofs.SocketPath(a.ShareDir, tag))
 	return err
 }
 

@@ -43,12 +43,8 @@ func (in *Instance) shareDir() string {
 // sockets' folder (QEMU's end ends them too; one that never got its VM,
 // after a kill, would wait forever).
 func (in *Instance) stopShares() error {
-	dir := in.shareDir()
-	pidFiles, _ := filepath.Glob(filepath.Join(dir, "*.sock.pid"))
-	for _, p := range pidFiles {
-		virtiofs.Stop(p, p[:len(p)-len(".pid")])
-	}
-	return os.RemoveAll(dir)
+	virtiofs.StopAll(in.shareDir())
+	return os.RemoveAll(in.shareDir())
 }
 
 // shareDevices changes the VM's virtio-fs devices through its driver,

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -89,7 +90,13 @@ func Start(c Config) (pid int, err error) {
 		return 0, fmt.Errorf("virtiofsd for %s exited at once (%v): see %s", c.Source, err, c.Log)
 	case <-time.After(300 * time.Millisecond):
 	}
-	return cmd.Process.Pid, nil
+	pid = cmd.Process.Pid
+	if err := os.WriteFile(pidFile(c.Socket), []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+		cmd.Process.Kill()
+		os.Remove(c.Socket)
+		return 0, err
+	}
+	return pid, nil
 }
 
 // listen makes virtiofsd's listening socket, open to QEMU's group when
@@ -153,29 +160,53 @@ func Helper(args []string) error {
 	return unix.Exec(args[0], args, os.Environ())
 }
 
-// Running reports whether pid is a virtiofsd serving socket (a pid file's
-// number may belong to another program by now).
-func Running(pid int, socket string) bool {
+// pidFile records the pid of the virtiofsd serving socket.
+func pidFile(socket string) string { return socket + ".pid" }
+
+// recordedPID is the pid recorded for the virtiofsd serving socket, if it
+// is still that virtiofsd (a pid file's number may belong to another
+// program by now).
+func recordedPID(socket string) (int, bool) {
+	b, err := os.ReadFile(pidFile(socket))
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, false
+	}
 	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 	if err != nil {
-		return false
+		return 0, false
 	}
 	for _, kv := range bytes.Split(environ, []byte{0}) {
 		if string(kv) == socketEnv+"="+socket {
-			return true
+			return pid, true
 		}
 	}
-	return false
+	return 0, false
 }
 
-// Stop ends the virtiofsd serving socket whose pid is in pidFile, if it
-// still runs, and removes the pid file and the socket.
-func Stop(pidFile, socket string) {
-	if b, err := os.ReadFile(pidFile); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && Running(pid, socket) {
-			unix.Kill(pid, unix.SIGTERM)
-		}
+// Serving reports whether the virtiofsd Start made for socket still runs.
+func Serving(socket string) bool {
+	_, ok := recordedPID(socket)
+	return ok
+}
+
+// Stop ends the virtiofsd serving socket, if it still runs, and removes
+// its pid file and the socket.
+func Stop(socket string) {
+	if pid, ok := recordedPID(socket); ok {
+		unix.Kill(pid, unix.SIGTERM)
 	}
-	os.Remove(pidFile)
+	os.Remove(pidFile(socket))
 	os.Remove(socket)
+}
+
+// StopAll stops every virtiofsd whose socket is in dir.
+func StopAll(dir string) {
+	pidFiles, _ := filepath.Glob(filepath.Join(dir, "*.sock.pid"))
+	for _, p := range pidFiles {
+		Stop(strings.TrimSuffix(p, ".pid"))
+	}
 }

@@ -8,8 +8,11 @@ func Start(Config) (pid int, err error) { return 0, ErrUnsupported }
 // Helper is unsupported here.
 func Helper([]string) error { return ErrUnsupported }
 
-// Running is always false here.
-func Running(int, string) bool { return false }
+// Serving is always false here.
+func Serving(string) bool { return false }
 
 // Stop has nothing to stop here.
-func Stop(string, string) {}
+func Stop(string) {}
+
+// StopAll has nothing to stop here.
+func StopAll(string) {}
