@@ -11,7 +11,6 @@ import (
 	"github.com/devbox-vm/devbox/internal/agent"
 	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/internal/lockfile"
-	"github.com/devbox-vm/devbox/vm"
 )
 
 // Supervisor starts, stops and inspects the instance's agent.
@@ -99,13 +98,13 @@ func (in *Instance) ServeAgent(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go in.exitWhenDestroyed(ctx, cancel)
-	devices := udpForwards{connect: in.Connect, uri: in.Cfg.LibvirtURI, domain: in.Domain()}
+	live := liveVM{connect: in.Connect, uri: in.Cfg.LibvirtURI, domain: in.Domain()}
 	a := &agent.Agent{Dir: in.Dir(), Target: t, Mounts: shares.Mounts, Forwards: shares.Forwards, Log: logger, KeepClock: true,
-		UDP: devices, NameHost: in.Cfg.HostNames(),
+		UDP: live, NameHost: in.Cfg.HostNames(),
 		FileEvents: in.Cfg.FileEvents.Enabled(), EventsIgnore: in.Cfg.FileEvents.Ignore,
 		MountType: in.Cfg.MountType, ShareDir: in.shareDir()}
 	if a.NoVirtioFS = in.noVirtioFS(); a.NoVirtioFS == "" {
-		a.Devices = shareDevices{devices}
+		a.Devices = live
 	}
 	a.Log.Printf("agent for instance %q starting (pid %d)", in.Name(), os.Getpid())
 	err = a.Run(ctx)
@@ -162,38 +161,4 @@ func (in *Instance) reportMounts(ctx context.Context) {
 			in.Status.Infof("shared folder %s: reverse SSHFS", m.Host)
 		}
 	}
-}
-
-// udpForwards changes the VM's UDP forwards through its driver, opening
-// a connection for each change: the agent holds none between them, so a
-// restarted libvirtd costs nothing.
-type udpForwards struct {
-	connect Connector
-	uri     string
-	domain  string
-}
-
-func (u udpForwards) with(ctx context.Context, fn func(vm.Driver) error) error {
-	d, err := u.connect(ctx, u.uri)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return fn(d)
-}
-
-func (u udpForwards) UDPForwards(ctx context.Context) (fwds []vm.UDPForward, err error) {
-	err = u.with(ctx, func(d vm.Driver) error {
-		fwds, err = d.UDPForwards(ctx, u.domain)
-		return err
-	})
-	return fwds, err
-}
-
-func (u udpForwards) AddUDPForward(ctx context.Context, f vm.UDPForward) error {
-	return u.with(ctx, func(d vm.Driver) error { return d.AddUDPForward(ctx, u.domain, f) })
-}
-
-func (u udpForwards) RemoveUDPForward(ctx context.Context, host string) error {
-	return u.with(ctx, func(d vm.Driver) error { return d.RemoveUDPForward(ctx, u.domain, host) })
 }

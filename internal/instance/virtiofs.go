@@ -1,7 +1,6 @@
 package instance
 
 import (
-	"context"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/devbox-vm/devbox/internal/filenames"
 	"github.com/devbox-vm/devbox/internal/virtiofs"
-	"github.com/devbox-vm/devbox/vm"
 )
 
 // noVirtioFS says why this host cannot give the VM virtio-fs shares, or
@@ -45,32 +43,4 @@ func (in *Instance) shareDir() string {
 func (in *Instance) stopShares() error {
 	virtiofs.StopAll(in.shareDir())
 	return os.RemoveAll(in.shareDir())
-}
-
-// shareDevices changes the VM's virtio-fs devices through its driver,
-// opening a connection for each call (as udpForwards does).
-type shareDevices struct{ udpForwards }
-
-func (s shareDevices) Shares(ctx context.Context) (shares []vm.Share, err error) {
-	err = s.with(ctx, func(d vm.Driver) error {
-		shares, err = d.Shares(ctx, s.domain)
-		return err
-	})
-	return shares, err
-}
-
-func (s shareDevices) AttachShare(ctx context.Context, sh vm.Share) error {
-	return s.with(ctx, func(d vm.Driver) error { return d.AttachShare(ctx, s.domain, sh) })
-}
-
-func (s shareDevices) DetachShare(ctx context.Context, tag string) error {
-	return s.with(ctx, func(d vm.Driver) error { return d.DetachShare(ctx, s.domain, tag) })
-}
-
-func (s shareDevices) QEMUUser(ctx context.Context) (uid, gid int, err error) {
-	err = s.with(ctx, func(d vm.Driver) error {
-		uid, gid, err = d.QEMUUser(ctx, s.domain)
-		return err
-	})
-	return uid, gid, err
 }
