@@ -127,15 +127,20 @@ func sshfsFailure(err error) string {
 
 // stderrTail is the last few lines of a command's stderr, on one line.
 func stderrTail(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > 3 {
-		lines = lines[len(lines)-3:]
-	}
-	tail := strings.Join(lines, " | ")
+	tail := tailLines(strings.TrimSpace(s), 3)
 	if len(tail) > 500 {
 		tail = "..." + tail[len(tail)-500:]
 	}
 	return tail
+}
+
+// tailLines is the last n lines of text, on one line.
+func tailLines(text string, n int) string {
+	lines := strings.Split(text, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
 }
 
 //go:embed wait-mount.sh

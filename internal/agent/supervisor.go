@@ -251,9 +251,5 @@ func lastLines(path string, n int) string {
 	if err != nil {
 		return "(no log)"
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
+	return tailLines(strings.TrimRight(string(b), "\n"), n)
 }
