@@ -146,6 +146,9 @@ type Driver interface {
 	Shutdown(ctx context.Context, name string, timeout time.Duration) error
 	// Kill forces the instance off at once. A stopped instance is a no-op.
 	Kill(ctx context.Context, name string) error
+	// Reset restarts the running instance's guest at once, like a reset
+	// button: the VM's process, its devices and its console stay.
+	Reset(ctx context.Context, name string) error
 	// Delete stops the instance and removes its definition and its own
 	// volumes (not the shared base). Volumes without a definition (a
 	// create killed midway) are removed too. Delete returns an error

@@ -249,7 +249,19 @@ func (in *Instance) waitSSH(ctx context.Context, d vm.Driver, info vm.Info) (*ss
 			cancel()
 		}
 	}()
+	hung := make(chan string, 1)
+	go func() {
+		hung <- bootWatch{
+			console: in.ConsoleLog(),
+			stall:   bootStall,
+			poll:    5 * time.Second,
+			reset:   func(ctx context.Context) error { return d.Reset(ctx, in.Domain()) },
+			warn:    in.Status.Warnf,
+		}.run(wctx)
+	}()
 	c, err := sshutil.DialRetry(wctx, t)
+	cancel()
+	hungAt := <-hung
 	if err == nil {
 		return c, nil
 	}
@@ -264,6 +276,9 @@ func (in *Instance) waitSSH(ctx context.Context, d vm.Driver, info vm.Info) (*ss
 	hint := fmt.Sprintf("see the console log %s", in.ConsoleLog())
 	if why := bootDiagnosis(in.ConsoleLog(), in.Cfg.Arch); why != "" {
 		hint = why + "; " + hint
+	}
+	if hungAt != "" {
+		hint = fmt.Sprintf("the boot hung at %q and was reset once; ", hungAt) + hint
 	}
 	if info.Accel == "kvm" || info.Accel == "hvf" {
 		hint += fmt.Sprintf("; accel %s was chosen: if this host's %s cannot boot the guest, set accel: tcg in devbox.yaml (or DEVBOX_ACCEL=tcg)", info.Accel, info.Accel)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/devbox-vm/devbox/internal/config"
+	"github.com/devbox-vm/devbox/internal/filenames"
 	"github.com/devbox-vm/devbox/internal/instance"
 	"github.com/devbox-vm/devbox/vm"
 	"github.com/devbox-vm/devbox/vm/libvirt"
@@ -187,9 +188,23 @@ func (e *env) ok(timeout time.Duration, args ...string) result {
 	e.t.Helper()
 	r := e.run(timeout, nil, args...)
 	if r.code != 0 {
-		e.t.Fatalf("devbox %s failed:\n%s", strings.Join(args, " "), r)
+		e.t.Fatalf("devbox %s failed:\n%s%s", strings.Join(args, " "), r, e.consoleEnd())
 	}
 	return r
+}
+
+// consoleEnd is the last lines of the instance's console log, for a
+// failure's message: what the guest was doing when devbox gave up.
+func (e *env) consoleEnd() string {
+	b, err := os.ReadFile(filepath.Join(e.instanceDir(e.name), filenames.ConsoleLog))
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > 40 {
+		lines = lines[len(lines)-40:]
+	}
+	return "\n--- the console log's last lines\n" + strings.Join(lines, "\n")
 }
 
 type status struct {

@@ -129,6 +129,23 @@ func (d *Driver) Kill(ctx context.Context, name string) error {
 	return err
 }
 
+// Reset implements vm.Driver.
+func (d *Driver) Reset(ctx context.Context, name string) error {
+	if err := d.record("Reset", name); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	in, ok := d.Instances[name]
+	if !ok {
+		return fmt.Errorf("domain %s: %w", name, vm.ErrNotFound)
+	}
+	if in.State != vm.StateRunning {
+		return fmt.Errorf("fake: reset %s: not running", name)
+	}
+	return nil
+}
+
 // Delete implements vm.Driver.
 func (d *Driver) Delete(ctx context.Context, name string) error {
 	if err := d.record("Delete", name); err != nil {

@@ -23,6 +23,7 @@ type api interface {
 	DomainResume(dom golibvirt.Domain) error
 	DomainShutdown(dom golibvirt.Domain) error
 	DomainDestroy(dom golibvirt.Domain) error
+	DomainReset(dom golibvirt.Domain, flags uint32) error
 	DomainUndefineFlags(dom golibvirt.Domain, flags golibvirt.DomainUndefineFlagsValues) error
 
 	StoragePoolLookupByName(name string) (golibvirt.StoragePool, error)

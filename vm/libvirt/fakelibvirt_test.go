@@ -203,8 +203,9 @@ func (f *fakeLibvirt) DomainDetachDeviceFlags(dom golibvirt.Domain, dev string, 
 	return nil
 }
 
-func (f *fakeLibvirt) DomainShutdown(golibvirt.Domain) error { panic("fake: DomainShutdown") }
-func (f *fakeLibvirt) DomainDestroy(golibvirt.Domain) error  { panic("fake: DomainDestroy") }
+func (f *fakeLibvirt) DomainShutdown(golibvirt.Domain) error      { panic("fake: DomainShutdown") }
+func (f *fakeLibvirt) DomainDestroy(golibvirt.Domain) error       { panic("fake: DomainDestroy") }
+func (f *fakeLibvirt) DomainReset(golibvirt.Domain, uint32) error { panic("fake: DomainReset") }
 
 func (f *fakeLibvirt) DomainUndefineFlags(dom golibvirt.Domain, _ golibvirt.DomainUndefineFlagsValues) error {
 	if _, err := f.domain(dom); err != nil {

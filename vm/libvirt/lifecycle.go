@@ -239,6 +239,18 @@ func (d *Driver) Kill(ctx context.Context, name string) error {
 	return nil
 }
 
+// Reset implements vm.Driver.
+func (d *Driver) Reset(ctx context.Context, name string) error {
+	dom, err := d.lookup(name)
+	if err != nil {
+		return err
+	}
+	if err := d.l.DomainReset(dom, 0); err != nil {
+		return fmt.Errorf("reset domain %s: %w", name, err)
+	}
+	return nil
+}
+
 // WaitStopped implements vm.Driver.
 func (d *Driver) WaitStopped(ctx context.Context, name string) error {
 	dom, err := d.lookup(name)
