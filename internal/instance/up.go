@@ -12,6 +12,7 @@ import (
 	"github.com/devbox-vm/devbox/internal/agent"
 	"github.com/devbox-vm/devbox/internal/guestenv"
 	"github.com/devbox-vm/devbox/internal/lockfile"
+	"github.com/devbox-vm/devbox/internal/rollback"
 	"github.com/devbox-vm/devbox/internal/seed"
 	"github.com/devbox-vm/devbox/provision"
 	"github.com/devbox-vm/devbox/sshutil"
@@ -67,26 +68,21 @@ func (in *Instance) Up(ctx context.Context, opts UpOptions) (err error) {
 			return err
 		}
 	}
-	var created, started bool
+	// What this run made is undone only when it is interrupted (Ctrl-C):
+	// after any other failure the instance stays for up to resume (its
+	// console log and provision log say why) or destroy to remove.
+	var undo rollback.Stack
 	defer func() {
 		if err == nil || ctx.Err() == nil {
 			return
 		}
-		// Interrupted: roll back with a fresh context, bounded.
+		for _, what := range undo.Pending() {
+			in.Status.Infof("interrupted: %s", what)
+		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		switch {
-		case created:
-			in.Status.Infof("interrupted: removing the instance this run created")
-			if derr := d.Delete(rctx, in.Domain()); derr != nil && !errors.Is(derr, vm.ErrNotFound) {
-				in.Status.Warnf("rollback: %v", derr)
-			}
-			os.RemoveAll(in.Dir())
-		case started:
-			in.Status.Infof("interrupted: stopping the VM this run started")
-			if kerr := d.Kill(rctx, in.Domain()); kerr != nil {
-				in.Status.Warnf("rollback: %v", kerr)
-			}
+		if uerr := undo.Unwind(rctx); uerr != nil {
+			in.Status.Warnf("rollback: %v", uerr)
 		}
 	}()
 
@@ -94,7 +90,12 @@ func (in *Instance) Up(ctx context.Context, opts UpOptions) (err error) {
 		if err := in.create(ctx, d); err != nil {
 			return err
 		}
-		created = true
+		undo.Push("removing the instance this run created", func(ctx context.Context) error {
+			if err := d.Delete(ctx, in.Domain()); err != nil && !errors.Is(err, vm.ErrNotFound) {
+				return err
+			}
+			return os.RemoveAll(in.Dir())
+		})
 	}
 	info, err = in.Inspect(ctx)
 	if err != nil {
@@ -109,7 +110,7 @@ func (in *Instance) Up(ctx context.Context, opts UpOptions) (err error) {
 		}); err != nil {
 			return err
 		}
-		started = true
+		undo.Push("stopping the VM this run started", func(ctx context.Context) error { return d.Kill(ctx, in.Domain()) })
 	}
 	vm.Checkpoint("started")
 
@@ -157,14 +158,12 @@ func (in *Instance) create(ctx context.Context, d vm.Driver) (err error) {
 		in.Status.Warnf("no hardware acceleration (kvm or hvf) for %s guests is offered by libvirt at %s: using software emulation (tcg), which is several times slower", cfg.Arch, cfg.LibvirtURI)
 	}
 	return in.Status.Step(fmt.Sprintf("Creating instance %q (%d CPUs, %s memory, %s disk, accel %s)", in.Name(), cfg.CPUs, cfg.Memory, cfg.Disk, accel), func() (err error) {
+		var undo rollback.Stack
+		defer undo.OnError(ctx, &err)
 		if err := os.MkdirAll(in.Dir(), 0o700); err != nil {
 			return fmt.Errorf("create instance folder: %w", err)
 		}
-		defer func() {
-			if err != nil {
-				os.RemoveAll(in.Dir())
-			}
-		}()
+		undo.Push("remove the instance folder", func(context.Context) error { return os.RemoveAll(in.Dir()) })
 		userKey, err := sshutil.NewEd25519("devbox-" + in.Name())
 		if err != nil {
 			return err

@@ -16,6 +16,7 @@ import (
 	golibvirt "github.com/digitalocean/go-libvirt"
 
 	"github.com/devbox-vm/devbox/boxes/qcow2"
+	"github.com/devbox-vm/devbox/internal/rollback"
 	"github.com/devbox-vm/devbox/vm"
 )
 
@@ -150,19 +151,13 @@ func (d *Driver) Create(ctx context.Context, spec vm.Spec, progress vm.Progress)
 	}
 
 	// From here on, undo what this call made if a later step fails.
-	var undo []func()
-	defer func() {
-		if err != nil {
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
-			}
-		}
-	}()
+	var undo rollback.Stack
+	defer undo.OnError(ctx, &err)
 	disk, err := d.l.StorageVolCreateXML(pool, overlayXML(diskVolume(spec.Name), spec.DiskBytes, basePath, spec.BoxFormat), 0)
 	if err != nil {
 		return fmt.Errorf("create disk volume %s: %w", diskVolume(spec.Name), err)
 	}
-	undo = append(undo, func() { d.l.StorageVolDelete(disk, 0) })
+	undo.Push("delete disk volume "+diskVolume(spec.Name), func(context.Context) error { return d.l.StorageVolDelete(disk, 0) })
 
 	if err := ctx.Err(); err != nil {
 		return err
@@ -171,7 +166,7 @@ func (d *Driver) Create(ctx context.Context, spec vm.Spec, progress vm.Progress)
 	if err != nil {
 		return fmt.Errorf("create seed volume %s: %w", seedVolume(spec.Name), err)
 	}
-	undo = append(undo, func() { d.l.StorageVolDelete(seed, 0) })
+	undo.Push("delete seed volume "+seedVolume(spec.Name), func(context.Context) error { return d.l.StorageVolDelete(seed, 0) })
 	if err := d.l.StorageVolUpload(seed, bytes.NewReader(spec.Seed), 0, uint64(len(spec.Seed)), 0); err != nil {
 		return fmt.Errorf("upload seed volume %s: %w", seedVolume(spec.Name), err)
 	}
@@ -341,15 +336,16 @@ func (d *Driver) uploadBase(ctx context.Context, pool golibvirt.StoragePool, nam
 	if err != nil {
 		return vol, fmt.Errorf("create base volume %s: %w", name, err)
 	}
-	// A volume that was not filled goes again; a cancel reads as one.
+	// A cancel reads as one, whatever step it stopped.
 	defer func() {
-		if err != nil {
-			d.l.StorageVolDelete(vol, 0)
-			if ctx.Err() != nil {
-				err = ctx.Err()
-			}
+		if err != nil && ctx.Err() != nil {
+			err = ctx.Err()
 		}
 	}()
+	// A volume that was not filled goes again.
+	var undo rollback.Stack
+	defer undo.OnError(ctx, &err)
+	undo.Push("delete the unfilled base volume "+name, func(context.Context) error { return d.l.StorageVolDelete(vol, 0) })
 	if d.local {
 		if copied, err := d.copyIntoVolume(ctx, vol, f, spec.BoxSize, progress); err != nil || copied {
 			return vol, err
