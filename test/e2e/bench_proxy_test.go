@@ -20,16 +20,16 @@ type proxyFigures struct {
 	dockerHost, dockerGuest    time.Duration // one `docker version`
 }
 
-func benchProxy(b *testing.B, e *env, st status, sshArgs []string) proxyFigures {
+func benchProxy(t testing.TB, e *env, st status, sshArgs []string) proxyFigures {
 	var f proxyFigures
 	f.run = median(15, func() { e.ok(time.Minute, "run", "true") })
-	f.newSSH = median(15, func() { openSSHTrue(b, st, sshArgs) })
+	f.newSSH = median(15, func() { openSSHTrue(t, st, sshArgs) })
 
 	// A reused OpenSSH ControlMaster channel: the baseline devbox run aims at.
-	ctl := filepath.Join(b.TempDir(), "ctl")
+	ctl := filepath.Join(t.TempDir(), "ctl")
 	master := exec.Command("ssh", append(append([]string{}, sshArgs...), "-o", "ControlMaster=yes", "-o", "ControlPath="+ctl, "-N", st.User+"@127.0.0.1")...)
 	if err := master.Start(); err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	defer master.Process.Kill()
 	deadline := time.Now().Add(time.Minute)
@@ -38,51 +38,51 @@ func benchProxy(b *testing.B, e *env, st status, sshArgs []string) proxyFigures 
 			break
 		}
 		if time.Now().After(deadline) {
-			b.Fatal("ControlMaster socket never appeared")
+			t.Fatal("ControlMaster socket never appeared")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	f.controlMaster = median(15, func() { openSSHTrue(b, st, sshArgs, "-o", "ControlPath="+ctl) })
+	f.controlMaster = median(15, func() { openSSHTrue(t, st, sshArgs, "-o", "ControlPath="+ctl) })
 
 	sock := filepath.Join(e.instanceDir(st.Name), filenames.DockerSocket)
 	f.dockerHost = median(9, func() {
 		cmd := exec.Command("docker", "version")
 		cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+sock, "DOCKER_CONTEXT=")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("docker version: %v\n%s", err, out)
+			t.Fatalf("docker version: %v\n%s", err, out)
 		}
 	})
-	f.dockerGuest = guestTimed(b, e, 9, "docker version >/dev/null")
+	f.dockerGuest = guestTimed(t, e, 9, "docker version >/dev/null")
 
 	return f
 }
 
 // guestTimed runs script n times inside the VM and returns the median of
 // the guest's own clock, so no host or SSH overhead is counted.
-func guestTimed(b *testing.B, e *env, n int, script string) time.Duration {
+func guestTimed(t testing.TB, e *env, n int, script string) time.Duration {
 	ds := make([]time.Duration, n)
 	for i := range ds {
 		r := e.run(10*time.Minute, nil, "ssh", "--", "sh", "-c", "s=$(date +%s%N); "+script+"; e=$(date +%s%N); echo $((e-s))")
 		if r.code != 0 {
-			b.Fatalf("in the VM: %s\n%s", script, r)
+			t.Fatalf("in the VM: %s\n%s", script, r)
 		}
 		lines := strings.Fields(r.stdout)
 		ns, err := strconv.ParseInt(lines[len(lines)-1], 10, 64)
 		if err != nil {
-			b.Fatalf("timing %q: %v", r.stdout, err)
+			t.Fatalf("timing %q: %v", r.stdout, err)
 		}
 		ds[i] = time.Duration(ns)
 	}
 	return medianOf(ds)
 }
 
-func (f proxyFigures) report(b *testing.B) {
-	b.ReportMetric(f.run.Seconds()*1000, "devbox-run-true-ms")
-	b.ReportMetric(f.controlMaster.Seconds()*1000, "controlmaster-true-ms")
-	b.ReportMetric(f.run.Seconds()/f.controlMaster.Seconds(), "run-ratio-vs-controlmaster")
-	b.ReportMetric(f.run.Seconds()/f.newSSH.Seconds(), "run-ratio-vs-new-ssh")
-	b.ReportMetric(f.dockerHost.Seconds()/f.dockerGuest.Seconds(), "docker-version-ratio-host-vs-guest")
-	b.Logf("\n%-44s %10s\n%-44s %10s\n%-44s %10s   ratio run/ControlMaster %.2f, run/new ssh %.2f\n"+
+func (f proxyFigures) report(t testing.TB) {
+	figure(t, "devbox-run-true-ms", f.run.Seconds()*1000)
+	figure(t, "controlmaster-true-ms", f.controlMaster.Seconds()*1000)
+	figure(t, "run-ratio-vs-controlmaster", f.run.Seconds()/f.controlMaster.Seconds())
+	figure(t, "run-ratio-vs-new-ssh", f.run.Seconds()/f.newSSH.Seconds())
+	figure(t, "docker-version-ratio-host-vs-guest", f.dockerHost.Seconds()/f.dockerGuest.Seconds())
+	t.Logf("\n%-44s %10s\n%-44s %10s\n%-44s %10s   ratio run/ControlMaster %.2f, run/new ssh %.2f\n"+
 		"%-44s %10s\n%-44s %10s   ratio %.2f",
 		"devbox run true (median of 15)", f.run.Round(time.Millisecond),
 		"OpenSSH, new connection (median of 15)", f.newSSH.Round(time.Millisecond),

@@ -54,27 +54,27 @@ func (e *env) agentStatus() agentStatus {
 	return s
 }
 
-// agentPID is the pid the running agent recorded.
-func (e *env) agentPID(name string) string {
-	b, _ := os.ReadFile(filepath.Join(e.instanceDir(name), filenames.AgentPID))
+// agentPID is the pid the running agent of the env's instance recorded.
+func (e *env) agentPID() string {
+	b, _ := os.ReadFile(filepath.Join(e.instanceDir(e.name), filenames.AgentPID))
 	pid, _, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
 	return pid
 }
 
-// killAgent kills the instance's agent with SIGKILL and waits until it is
-// gone.
-func (e *env) killAgent(t *testing.T, name string) {
+// killAgent kills the agent of the env's instance with SIGKILL and waits
+// until it is gone.
+func (e *env) killAgent(t *testing.T) {
 	t.Helper()
-	pid, err := strconv.Atoi(e.agentPID(name))
+	pid, err := strconv.Atoi(e.agentPID())
 	if err != nil {
-		t.Fatalf("agent pid of %s: %v", name, err)
+		t.Fatalf("agent pid of %s: %v", e.name, err)
 	}
 	syscall.Kill(pid, syscall.SIGKILL)
 	waitGone(t, pid)
 }
 
 // testHardening: the VM acting against the host through its share, and
-// the agent's state, on the running, provisioned instance e ("life").
+// the agent's state, on the running, provisioned instance of e.
 func testHardening(t *testing.T, e *env) {
 	cfgPath := filepath.Join(e.project, "devbox.yaml")
 	orig, err := os.ReadFile(cfgPath)
@@ -96,7 +96,7 @@ func testHardening(t *testing.T, e *env) {
 
 	t.Run("the VM cannot widen its share to the host's /", func(t *testing.T) {
 		defer restore()
-		pid := e.agentPID("life")
+		pid := e.agentPID()
 		hostile := string(orig) + "mounts:\n  - host: .\n  - host: ./escape\n"
 		r := e.run(time.Minute, strings.NewReader(hostile), "run", "sh", "-c", "ln -s / escape && cat > devbox.yaml")
 		if r.code != 0 {
@@ -110,14 +110,14 @@ func testHardening(t *testing.T, e *env) {
 			t.Fatalf("up served a share that leads to /:\n%s", r)
 		}
 		contains(t, "up", r.stderr, "escape (really /): the whole filesystem cannot be shared")
-		if now := e.agentPID("life"); now != pid {
+		if now := e.agentPID(); now != pid {
 			t.Errorf("the agent was restarted (%s → %s)", pid, now)
 		}
 	})
 
 	t.Run("new shares and forwards need the user's yes", func(t *testing.T) {
 		defer restore()
-		pid := e.agentPID("life")
+		pid := e.agentPID()
 		outside := t.TempDir()
 		port := freePort(t)
 		hostile := strings.Replace(string(orig), "forwards:\n", fmt.Sprintf("forwards:\n  - host: \"0.0.0.0:%d\"\n    guest: 22\n", port), 1) +
@@ -131,7 +131,7 @@ func testHardening(t *testing.T, e *env) {
 			t.Fatalf("up accepted wider shares without a yes:\n%s", r)
 		}
 		contains(t, "up", r.stderr, "+ shared folder "+outside+" (rw)", fmt.Sprintf("0.0.0.0:%d", port), "NOT loopback", "devbox up --accept-shares")
-		if now := e.agentPID("life"); now != pid {
+		if now := e.agentPID(); now != pid {
 			t.Errorf("the agent was restarted (%s → %s)", pid, now)
 		}
 		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 2*time.Second); err == nil {
@@ -250,7 +250,7 @@ func testHardening(t *testing.T, e *env) {
 	})
 
 	t.Run("a VM forced off: run and the socket fail at once, up brings them back", func(t *testing.T) {
-		forceOff(t, e.domain("life"))
+		forceOff(t, e.domain(e.name))
 		// A deadline, not a speed target: today they hang on.
 		r := e.run(20*time.Second, nil, "run", "true")
 		if r.code == 0 {

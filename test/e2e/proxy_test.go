@@ -78,7 +78,7 @@ func httpGet(t *testing.T, url string, within time.Duration) string {
 // forwards against the running, provisioned instance e.
 func testProxy(t *testing.T, e *env, busybox string) {
 	os.WriteFile(filepath.Join(e.project, "from-host.txt"), []byte("written on the host"), 0o644)
-	sock := filepath.Join(e.instanceDir("life"), filenames.DockerSocket)
+	sock := filepath.Join(e.instanceDir(e.name), filenames.DockerSocket)
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("docker socket %s: %v %v", sock, fi, err)
 	}
@@ -86,9 +86,11 @@ func testProxy(t *testing.T, e *env, busybox string) {
 		t.Errorf("socket folder mode %v, want 0700", fi.Mode().Perm())
 	}
 	contains(t, "status", e.ok(time.Minute, "status").stdout, "agent:", "running (pid")
+	// The image every subtest runs, built through the socket: each subtest
+	// needs only this, not what another subtest left.
+	hostDocker(t, e, "build", "-q", "-t", "e2e-host", scratchImage(t, busybox))
 
-	t.Run("host docker builds and runs through the socket", func(t *testing.T) {
-		hostDocker(t, e, "build", "-q", "-t", "e2e-host", scratchImage(t, busybox))
+	t.Run("host docker runs and attaches through the socket", func(t *testing.T) {
 		if out := hostDocker(t, e, "run", "--rm", "e2e-host", "echo", "hi"); out != "hi" {
 			t.Errorf("docker run: %q", out)
 		}
@@ -174,13 +176,13 @@ func testProxy(t *testing.T, e *env, busybox string) {
 	t.Run("ssh-config works with OpenSSH and the pinned key", func(t *testing.T) {
 		cfg := filepath.Join(t.TempDir(), "ssh_config")
 		os.WriteFile(cfg, []byte(e.ok(time.Minute, "ssh-config").stdout), 0o600)
-		out, err := exec.Command("ssh", "-F", cfg, "-o", "BatchMode=yes", "devbox-life", "echo", "via-openssh").CombinedOutput()
+		out, err := exec.Command("ssh", "-F", cfg, "-o", "BatchMode=yes", "devbox-"+e.name, "echo", "via-openssh").CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != "via-openssh" {
 			t.Errorf("ssh -F: %v\n%s", err, out)
 		}
 	})
 	t.Run("run falls back when the agent is killed; up restarts it", func(t *testing.T) {
-		e.killAgent(t, "life")
+		e.killAgent(t)
 		r := e.run(2*time.Minute, nil, "run", "cat", "from-host.txt")
 		if r.code != 0 || r.stdout != "written on the host" || !strings.Contains(r.stderr, "direct connection") {
 			t.Errorf("run with the agent killed:\n%s", r)
@@ -220,8 +222,8 @@ func testProxy(t *testing.T, e *env, busybox string) {
 		}
 	})
 	t.Run("the agent reconnects by itself after a guest reboot", func(t *testing.T) {
-		pid, _ := os.ReadFile(filepath.Join(e.instanceDir("life"), filenames.AgentPID))
-		logPath := filepath.Join(e.instanceDir("life"), filenames.AgentLog)
+		pid, _ := os.ReadFile(filepath.Join(e.instanceDir(e.name), filenames.AgentPID))
+		logPath := filepath.Join(e.instanceDir(e.name), filenames.AgentLog)
 		connections := func() int {
 			b, _ := os.ReadFile(logPath)
 			return strings.Count(string(b), "connected to guest")
@@ -251,7 +253,7 @@ func testProxy(t *testing.T, e *env, busybox string) {
 		if err != nil || out != "written on the host" {
 			t.Fatalf("docker and the shared folder not back 5m after a reboot: %v %q", err, out)
 		}
-		if now, _ := os.ReadFile(filepath.Join(e.instanceDir("life"), filenames.AgentPID)); string(now) != string(pid) {
+		if now, _ := os.ReadFile(filepath.Join(e.instanceDir(e.name), filenames.AgentPID)); string(now) != string(pid) {
 			t.Errorf("a new agent was started (%q → %q); the old one should have reconnected", pid, now)
 		}
 	})
@@ -261,9 +263,7 @@ func testProxy(t *testing.T, e *env, busybox string) {
 // has printed "started" (so signals reach a running remote command).
 func startRun(t *testing.T, e *env, script string) (*exec.Cmd, io.Reader) {
 	t.Helper()
-	cmd := exec.Command(e.bin, "run", "sh", "-c", script)
-	cmd.Dir = e.project
-	cmd.Env = append(os.Environ(), "DEVBOX_HOME="+e.home)
+	cmd := e.command(context.Background(), e.project, "run", "sh", "-c", script)
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

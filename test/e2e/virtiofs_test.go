@@ -154,7 +154,7 @@ func testVirtioFS(t *testing.T, e *env) {
 	t.Run("the share outlives the agent", func(t *testing.T) {
 		// virtiofsd serves the VM, not the agent: a killed agent's
 		// successor finds the device and mounts nothing again.
-		e.killAgent(t, "baked")
+		e.killAgent(t)
 		os.WriteFile(filepath.Join(e.project, "vfs-after"), []byte("after\n"), 0o644)
 		e.ok(5*time.Minute, "up")
 		if r := e.ok(time.Minute, "run", "--", "cat", "vfs-after"); r.stdout != "after\n" {
