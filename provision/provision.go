@@ -16,13 +16,13 @@ import (
 	"time"
 
 	"github.com/devbox-vm/devbox/internal/shell"
-	"github.com/devbox-vm/devbox/templates"
+	"github.com/devbox-vm/devbox/sshutil"
 )
 
-// Runner runs a shell command line in the guest and returns its exit
-// status; err is for transport failures only.
+// Runner runs a command in the guest and returns its exit status; err is
+// for transport failures only (sshutil.Client does).
 type Runner interface {
-	Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) (int, error)
+	Run(ctx context.Context, cmd sshutil.Cmd) (int, error)
 }
 
 // StateDir holds devbox's markers inside the guest (a variable for tests).
@@ -77,10 +77,6 @@ type Options struct {
 
 // Plan is the ordered list of steps for opts.
 func Plan(opts Options) ([]Step, error) {
-	install, err := templates.Render("install-docker.sh.tmpl", struct{ Source string }{opts.DockerSource})
-	if err != nil {
-		return nil, err
-	}
 	u := shell.Quote(opts.User)
 	steps := []Step{
 		{
@@ -101,7 +97,7 @@ func Plan(opts Options) ([]Step, error) {
 			// boot under emulation the daemon is still starting when we get
 			// here; the next step waits for it).
 			Check:     "command -v dockerd >/dev/null && systemctl is-enabled -q docker && case $(systemctl is-active docker) in active|activating|reloading) ;; *) exit 1;; esac",
-			Script:    string(install),
+			Script:    script("install-docker.sh", "source", opts.DockerSource),
 			NeedsGate: true,
 		},
 		{
@@ -192,7 +188,7 @@ const (
 // Check reads the guest's stamp and compares it with the plan's.
 func Check(ctx context.Context, r Runner, steps []Step) (Status, error) {
 	var out bytes.Buffer
-	code, err := r.Run(ctx, "cat "+stampFile()+" 2>/dev/null", nil, &out, nil)
+	code, err := r.Run(ctx, sshutil.Cmd{Args: []string{"cat", stampFile()}, Stdout: &out})
 	if err != nil {
 		return NotProvisioned, fmt.Errorf("read provisioning stamp: %w", err)
 	}
@@ -268,7 +264,7 @@ func Run(ctx context.Context, r Runner, steps []Step, rep Reporter, log io.Write
 		}
 	}
 	stamp := "mkdir -p " + StateDir + " && echo " + Stamp(steps) + " > " + stampFile()
-	if code, err := r.Run(ctx, "sudo -n sh -c "+shell.Quote(stamp), nil, nil, nil); err != nil || code != 0 {
+	if code, err := r.Run(ctx, sshutil.Cmd{Script: stamp, Root: true}); err != nil || code != 0 {
 		return fmt.Errorf("write provisioning stamp (exit %d): %v", code, err)
 	}
 	return nil
@@ -292,7 +288,7 @@ func checkStep(ctx context.Context, r Runner, s Step, log io.Writer) (done bool,
 	if s.Check == "" {
 		return false, nil
 	}
-	code, err := r.Run(ctx, "sudo -n sh -c "+shell.Quote(s.Check), nil, log, log)
+	code, err := r.Run(ctx, sshutil.Cmd{Script: s.Check, Root: true, Stdout: log, Stderr: log})
 	if err != nil {
 		return false, fmt.Errorf("provision step %q: check: %w", s.Name, err)
 	}
@@ -309,7 +305,7 @@ func execStep(ctx context.Context, r Runner, s Step, log io.Writer) error {
 	// from /dev/null, so nothing in it can swallow the rest of the script.
 	var out tail
 	w := io.MultiWriter(log, &out)
-	code, err := r.Run(ctx, scriptCommand(s.AsUser), strings.NewReader(s.Script), w, w)
+	code, err := r.Run(ctx, stepCommand(s.AsUser, s.Script, w))
 	if err != nil {
 		return fmt.Errorf("provision step %q: %w", s.Name, err)
 	}
@@ -318,22 +314,21 @@ func execStep(ctx context.Context, r Runner, s Step, log io.Writer) error {
 	}
 	if s.Marker != "" {
 		mark := "mkdir -p \"$(dirname " + shell.Quote(s.Marker) + ")\" && touch " + shell.Quote(s.Marker)
-		if code, err := r.Run(ctx, "sudo -n sh -c "+shell.Quote(mark), nil, log, log); err != nil || code != 0 {
+		if code, err := r.Run(ctx, sshutil.Cmd{Script: mark, Root: true, Stdout: log, Stderr: log}); err != nil || code != 0 {
 			return fmt.Errorf("provision step %q: write marker %s (exit %d): %v", s.Name, s.Marker, code, err)
 		}
 	}
 	return nil
 }
 
-// scriptCommand reads a script from stdin into a temp file and runs it
-// with bash -e, as root unless asUser.
-func scriptCommand(asUser bool) string {
-	run := `sudo -n bash -e "$f"`
+// stepCommand runs a step's script with bash -e, as root unless asUser
+// (see run-step.sh), its output to out.
+func stepCommand(asUser bool, body string, out io.Writer) sshutil.Cmd {
+	as := "root"
 	if asUser {
-		run = `bash -e "$f"`
+		as = "user"
 	}
-	return `f=$(mktemp /tmp/devbox-step.XXXXXX) && cat > "$f" && chmod 0755 "$f" && ` +
-		`(cd; ` + run + ` </dev/null); rc=$?; rm -f "$f"; exit $rc`
+	return sshutil.Cmd{Script: script("run-step.sh"), Args: []string{as}, Stdin: strings.NewReader(body), Stdout: out, Stderr: out}
 }
 
 var unsafeRE = regexp.MustCompile(`[^A-Za-z0-9._-]+`)

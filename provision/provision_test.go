@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/devbox-vm/devbox/internal/shell"
+	"github.com/devbox-vm/devbox/sshutil"
 )
 
 // shellRunner runs commands with the local sh, with a sudo that just runs
@@ -33,11 +32,15 @@ func newShellRunner(t *testing.T) *shellRunner {
 	return &shellRunner{t: t, env: append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "HOME="+t.TempDir())}
 }
 
-func (r *shellRunner) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	r.cmds = append(r.cmds, cmd)
-	c := exec.CommandContext(ctx, "sh", "-c", cmd)
-	c.Env, c.Stdin, c.Stdout, c.Stderr = r.env, stdin, stdout, stderr
-	err := c.Run()
+func (r *shellRunner) Run(ctx context.Context, cmd sshutil.Cmd) (int, error) {
+	line, err := cmd.Line()
+	if err != nil {
+		return -1, err
+	}
+	r.cmds = append(r.cmds, line)
+	c := exec.CommandContext(ctx, "sh", "-c", line)
+	c.Env, c.Stdin, c.Stdout, c.Stderr = r.env, cmd.Stdin, cmd.Stdout, cmd.Stderr
+	err = c.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		return ee.ExitCode(), nil
@@ -172,7 +175,7 @@ func TestPlanOrderAndEngineSource(t *testing.T) {
 	if strings.Join(names, "|") != want {
 		t.Errorf("plan = %q", names)
 	}
-	if !strings.Contains(steps[2].Script, `source="distro"`) {
+	if !strings.HasPrefix(steps[2].Script, "source=distro\n") {
 		t.Error("docker source not passed to the install script")
 	}
 	other, _ := Plan(Options{User: "dev", DockerSource: "docker"})
@@ -198,7 +201,7 @@ func TestSSHFSStepPausesInitramfsAndRestoresIt(t *testing.T) {
 	script := strings.ReplaceAll(sshfs.Script, "/etc/initramfs-tools/update-initramfs.conf", conf)
 	r := newShellRunner(t)
 	r.env = append(r.env, "PATH="+bin+":"+os.Getenv("PATH"))
-	if code, err := r.Run(context.Background(), "bash -e", strings.NewReader(script), io.Discard, io.Discard); code != 0 || err != nil {
+	if code, err := r.Run(context.Background(), sshutil.Cmd{Args: []string{"bash", "-e"}, Stdin: strings.NewReader(script)}); code != 0 || err != nil {
 		t.Fatalf("exit %d, %v", code, err)
 	}
 	during, _ := os.ReadFile(seen)
@@ -241,7 +244,7 @@ func TestEmulatorStepRegistersAndChecksTheFFlag(t *testing.T) {
 	r.env = append(r.env, "PATH="+bin+":"+os.Getenv("PATH"))
 	run := func(script string) (int, string) {
 		var out bytes.Buffer
-		code, err := r.Run(context.Background(), "bash -e", strings.NewReader(script), &out, &out)
+		code, err := r.Run(context.Background(), sshutil.Cmd{Args: []string{"bash", "-e"}, Stdin: strings.NewReader(script), Stdout: &out, Stderr: &out})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -335,7 +338,7 @@ func TestEngineCheckTakesAStartingDaemon(t *testing.T) {
 				r.env[i] = "PATH=" + bin + ":" + strings.TrimPrefix(e, "PATH=")
 			}
 		}
-		code, err := r.Run(context.Background(), "sh -c "+shell.Quote(check), nil, io.Discard, io.Discard)
+		code, err := r.Run(context.Background(), sshutil.Cmd{Script: check})
 		if err != nil || (code == 0) != (want == 0) {
 			t.Errorf("docker %s: check exit %d (%v), want %d", state, code, err, want)
 		}

@@ -167,7 +167,7 @@ func TestDone(t *testing.T) {
 
 	srv.dropConns()
 	waitClosed(t, c.Done(), "Done after the server dropped the connection")
-	if _, err := c.Output(ctx, "true"); err == nil {
+	if _, err := c.Output(ctx, Cmd{Script: "true"}); err == nil {
 		t.Error("Output on a dropped connection succeeded")
 	}
 	select {
@@ -248,7 +248,7 @@ func TestKeepaliveCancel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Keepalive did not return after cancel")
 	}
-	if out, err := c.Output(testContext(t, 10*time.Second), "echo open"); err != nil || string(out) != "open\n" {
+	if out, err := c.Output(testContext(t, 10*time.Second), Cmd{Script: "echo open"}); err != nil || string(out) != "open\n" {
 		t.Errorf("Output after Keepalive returned = %q, %v; want the client still open", out, err)
 	}
 	if err := c.Keepalive(ctx, 0, 1); err == nil {
@@ -324,24 +324,24 @@ func TestProxy(t *testing.T) {
 
 	// Exit status and separate streams.
 	var stdout, stderr bytes.Buffer
-	status, err := c.Run(ctx, "echo out; echo err >&2; exit 3", nil, &stdout, &stderr)
+	status, err := c.Run(ctx, Cmd{Script: "echo out; echo err >&2; exit 3", Stdout: &stdout, Stderr: &stderr})
 	if err != nil || status != 3 || stdout.String() != "out\n" || stderr.String() != "err\n" {
 		t.Errorf("Run via proxy = %d, %v, stdout %q, stderr %q; want 3, nil, \"out\\n\", \"err\\n\"", status, err, stdout.String(), stderr.String())
 	}
-	if status, err := c.Run(ctx, "kill -TERM $$", nil, nil, nil); err != nil || status != 128+15 {
+	if status, err := c.Run(ctx, Cmd{Script: "kill -TERM $$"}); err != nil || status != 128+15 {
 		t.Errorf("Run via proxy of a command killed by SIGTERM = %d, %v; want 143", status, err)
 	}
 
 	// Stdin, its EOF, and 1 MiB each way.
 	stdout.Reset()
-	status, err = c.Run(ctx, "wc -l; echo after-eof", strings.NewReader("one\ntwo\n"), &stdout, nil)
+	status, err = c.Run(ctx, Cmd{Script: "wc -l; echo after-eof", Stdin: strings.NewReader("one\ntwo\n"), Stdout: &stdout})
 	if err != nil || status != 0 || strings.Fields(stdout.String())[0] != "2" || !strings.HasSuffix(stdout.String(), "after-eof\n") {
 		t.Errorf("wc -l via proxy = %d, %v, %q", status, err, stdout.String())
 	}
 	data := make([]byte, 1<<20)
 	rand.Read(data)
 	stdout.Reset()
-	if status, err := c.Run(ctx, "cat", bytes.NewReader(data), &stdout, nil); err != nil || status != 0 || !bytes.Equal(stdout.Bytes(), data) {
+	if status, err := c.Run(ctx, Cmd{Script: "cat", Stdin: bytes.NewReader(data), Stdout: &stdout}); err != nil || status != 0 || !bytes.Equal(stdout.Bytes(), data) {
 		t.Errorf("cat of 1 MiB via proxy = %d, %v, %d bytes back", status, err, stdout.Len())
 	}
 
@@ -370,13 +370,13 @@ func TestProxy(t *testing.T) {
 	}
 	first := make(chan result, 1)
 	go func() {
-		status, err := c.Run(ctx, "cat", stdinR, out1, nil)
+		status, err := c.Run(ctx, Cmd{Script: "cat", Stdin: stdinR, Stdout: out1})
 		first <- result{status, err}
 	}()
 	stdinW.Write([]byte("first\n"))
 	out1.WaitFor(t, "first\n", 10*time.Second)
 	c2 := p.dial(t)
-	if out, err := c2.Output(ctx, "echo second"); err != nil || string(out) != "second\n" {
+	if out, err := c2.Output(ctx, Cmd{Script: "echo second"}); err != nil || string(out) != "second\n" {
 		t.Errorf("Output on a second proxy client = %q, %v", out, err)
 	}
 	stdinW.Close()
@@ -396,7 +396,7 @@ func TestProxy(t *testing.T) {
 		ready.WaitFor(t, "ready", 10*time.Second)
 		cancel()
 	}()
-	if status, err := c.Run(cctx, "echo ready; exec sleep 100", nil, ready, nil); !errors.Is(err, context.Canceled) || status != -1 {
+	if status, err := c.Run(cctx, Cmd{Script: "echo ready; exec sleep 100", Stdout: ready}); !errors.Is(err, context.Canceled) || status != -1 {
 		t.Errorf("cancelled Run via proxy = %d, %v", status, err)
 	}
 	srv.waitEvent(t, "sleep killed by SIGTERM", func(e string) bool { return e == "exit signal: terminated" })
@@ -419,7 +419,7 @@ func TestProxy(t *testing.T) {
 	if n := srv.countEvents("global " + keepaliveRequest); n != 0 {
 		t.Errorf("upstream saw %d keepalives from the proxy client, want 0", n)
 	}
-	if out, err := c.Output(ctx, "echo still"); err != nil || string(out) != "still\n" {
+	if out, err := c.Output(ctx, Cmd{Script: "echo still"}); err != nil || string(out) != "still\n" {
 		t.Errorf("Output via proxy at the end = %q, %v", out, err)
 	}
 }
@@ -453,7 +453,7 @@ func TestProxyUpstreamError(t *testing.T) {
 	ctx := testContext(t, 20*time.Second)
 	// The reason is the whole message, as a RefusedError.
 	var refused *RefusedError
-	if _, err := c.Run(ctx, "true", nil, nil, nil); !errors.As(err, &refused) || err.Error() != "guest is asleep" {
+	if _, err := c.Run(ctx, Cmd{Script: "true"}); !errors.As(err, &refused) || err.Error() != "guest is asleep" {
 		t.Errorf("Run with a failing upstream: err = %v, want a RefusedError saying only the upstream error", err)
 	}
 	if _, err := c.DialTCP(ctx, "127.0.0.1:80"); err == nil || !strings.Contains(err.Error(), "guest is asleep") {
@@ -463,7 +463,7 @@ func TestProxyUpstreamError(t *testing.T) {
 	mu.Lock()
 	upErr = nil
 	mu.Unlock()
-	if out, err := c.Output(ctx, "echo awake"); err != nil || string(out) != "awake\n" {
+	if out, err := c.Output(ctx, Cmd{Script: "echo awake"}); err != nil || string(out) != "awake\n" {
 		t.Errorf("Output after upstream recovered = %q, %v", out, err)
 	}
 }
@@ -479,7 +479,7 @@ func TestProxyCancel(t *testing.T) {
 	defer stdinW.Close()
 	runErr := make(chan error, 1)
 	go func() {
-		_, err := c.Run(ctx, "echo ready; cat", stdinR, out, nil)
+		_, err := c.Run(ctx, Cmd{Script: "echo ready; cat", Stdin: stdinR, Stdout: out})
 		runErr <- err
 	}()
 	out.WaitFor(t, "ready", 10*time.Second)
@@ -503,7 +503,7 @@ func TestProxyCancel(t *testing.T) {
 	}
 	// The upstream channel was closed: cat saw EOF and exited.
 	srv.waitEvent(t, "cat exiting", func(e string) bool { return strings.HasPrefix(e, "exit ") })
-	if out, err := up.Output(ctx, "echo up"); err != nil || string(out) != "up\n" {
+	if out, err := up.Output(ctx, Cmd{Script: "echo up"}); err != nil || string(out) != "up\n" {
 		t.Errorf("upstream client after the proxy stopped = %q, %v", out, err)
 	}
 }
@@ -522,7 +522,7 @@ func TestRunSignals(t *testing.T) {
 			done := make(chan result, 1)
 			cmd := `exec sh -c 'trap "echo got-usr1" USR1; trap "echo got-int; exit 7" INT; echo ready; while :; do sleep 0.1; done'`
 			go func() {
-				status, err := c.RunSignals(ctx, cmd, nil, out, nil, nil, signals)
+				status, err := c.Run(ctx, Cmd{Script: cmd, Stdout: out, Signals: signals})
 				done <- result{status, err}
 			}()
 			out.WaitFor(t, "ready", 10*time.Second)
@@ -554,7 +554,7 @@ func TestRunSignals(t *testing.T) {
 			// A closed signals channel is no signal.
 			closed := make(chan os.Signal)
 			close(closed)
-			if status, err := c.RunSignals(ctx, "sleep 0.2; exit 4", nil, nil, nil, nil, closed); err != nil || status != 4 {
+			if status, err := c.Run(ctx, Cmd{Script: "sleep 0.2; exit 4", Signals: closed}); err != nil || status != 4 {
 				t.Errorf("RunSignals with a closed signals channel = %d, %v; want 4", status, err)
 			}
 		})
@@ -578,7 +578,7 @@ func TestRunSignalsPTY(t *testing.T) {
 			// The test server has no real PTY: the INTR character arrives as a byte.
 			cmd := `trap "" INT; echo ready; head -c1 | od -An -tx1`
 			go func() {
-				status, err := c.RunSignals(ctx, cmd, stdinR, out, nil, &PTY{Term: "xterm-test", Width: 90, Height: 20}, signals)
+				status, err := c.Run(ctx, Cmd{Script: cmd, Stdin: stdinR, Stdout: out, PTY: &PTY{Term: "xterm-test", Width: 90, Height: 20}, Signals: signals})
 				done <- result{status, err}
 			}()
 			pty := srv.waitEvent(t, "pty-req", func(e string) bool { return strings.HasPrefix(e, "pty ") })
@@ -609,7 +609,7 @@ func TestRunSignalsNoPTYNoIntr(t *testing.T) {
 	defer stdinW.Close()
 	done := make(chan int, 1)
 	go func() {
-		status, _ := c.RunSignals(ctx, `trap "" INT; echo ready; head -c1 | od -An -tx1`, stdinR, out, nil, nil, signals)
+		status, _ := c.Run(ctx, Cmd{Script: `trap "" INT; echo ready; head -c1 | od -An -tx1`, Stdin: stdinR, Stdout: out, Signals: signals})
 		done <- status
 	}()
 	out.WaitFor(t, "ready", 10*time.Second)
@@ -632,7 +632,7 @@ func TestPipe(t *testing.T) {
 			srv, c := clientVia(t, via)
 			ctx := testContext(t, 30*time.Second)
 
-			rw, wait, err := c.Pipe(ctx, "cat")
+			rw, wait, err := c.Pipe(ctx, Cmd{Script: "cat"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -660,7 +660,7 @@ func TestPipe(t *testing.T) {
 			rw.Close() // idempotent
 
 			// A failing command: its stderr is in the error.
-			rw, wait, err = c.Pipe(ctx, "echo starting; echo 'sshfs: bad mount point' >&2; exit 3")
+			rw, wait, err = c.Pipe(ctx, Cmd{Script: "echo starting; echo 'sshfs: bad mount point' >&2; exit 3"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -678,7 +678,7 @@ func TestPipe(t *testing.T) {
 
 			// ctx ending stops the command.
 			cctx, cancel := context.WithCancel(ctx)
-			rw, wait, err = c.Pipe(cctx, "echo ready; exec sleep 100")
+			rw, wait, err = c.Pipe(cctx, Cmd{Script: "echo ready; exec sleep 100"})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,12 +11,16 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
+// errNoPipeCommand is a Pipe without a program or script to run.
+var errNoPipeCommand = errors.New("no command to pipe to")
+
 // pipeStderrMax bounds the stderr a Pipe keeps for its wait error.
 const pipeStderrMax = 64 << 10
 
 // Pipe starts cmd in a new session and returns its stdin and stdout as one
 // stream, plus a wait func; it is meant for commands that speak a protocol on
-// stdin/stdout, such as "sshfs -o passive".
+// stdin/stdout, such as "sshfs -o passive". cmd's stdio, PTY and signals
+// must be unset: the stream is its stdio.
 //
 // Reads return the command's stdout and then io.EOF once the command has
 // ended. Close sends EOF to the command's stdin, gives the command up to 2s
@@ -31,7 +35,14 @@ const pipeStderrMax = 64 << 10
 // session was closed before the command reported its status. If ctx ends
 // before the command does, the command gets SIGTERM, the session is closed
 // and wait returns an error wrapping ctx.Err().
-func (c *Client) Pipe(ctx context.Context, cmd string) (io.ReadWriteCloser, func() (int, error), error) {
+func (c *Client) Pipe(ctx context.Context, command Cmd) (io.ReadWriteCloser, func() (int, error), error) {
+	if command.Stdin != nil || command.Stdout != nil || command.Stderr != nil || command.PTY != nil || command.Signals != nil {
+		return nil, nil, fmt.Errorf("pipe %s on %s: the pipe is the command's stdio: Stdin, Stdout, Stderr, PTY and Signals must be unset", command, c.addr)
+	}
+	cmd, err := command.Line()
+	if err != nil || cmd == "" {
+		return nil, nil, fmt.Errorf("pipe on %s: %w", c.addr, errors.Join(err, errNoPipeCommand))
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, fmt.Errorf("pipe %s on %s: %w", shorten(cmd), c.addr, err)
 	}

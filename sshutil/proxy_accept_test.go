@@ -65,7 +65,7 @@ func TestProxySurvivesAcceptFailures(t *testing.T) {
 		t.Fatal("the connection made while accept failed was never served")
 	}
 	defer c.Close()
-	if out, err := c.Output(testContext(t, 10*time.Second), "echo ok"); err != nil || string(out) != "ok\n" {
+	if out, err := c.Output(testContext(t, 10*time.Second), Cmd{Script: "echo ok"}); err != nil || string(out) != "ok\n" {
 		t.Errorf("Output via the proxy after accept failures = %q, %v", out, err)
 	}
 	c2, err := DialProxy(testContext(t, 10*time.Second), socket, kp.Public)

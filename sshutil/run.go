@@ -18,8 +18,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/term"
-
-	"github.com/devbox-vm/devbox/internal/shell"
 )
 
 // cancelGrace is how long Run waits, after signalling and closing a cancelled
@@ -41,93 +39,51 @@ func (e *ExitError) Error() string {
 	return msg
 }
 
-// Run runs cmd, a shell command line, in a new session and returns its exit
-// status; err is only for transport failures, never for a non-zero exit.
-// stdin may be nil (empty input); its EOF closes the remote stdin. stdout and
-// stderr may be nil (discarded) and are never written after Run returns;
-// stdin may still be read once more after Run returns if the command did not
-// consume it all. If ctx is cancelled, Run sends SIGTERM to the remote
-// command, closes the session and returns ctx.Err().
-func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	return c.run(ctx, cmd, runOpts{}, stdin, stdout, stderr)
-}
-
-// Output runs cmd and returns its stdout. A non-zero exit is an *ExitError
-// carrying the remote stderr.
-func (c *Client) Output(ctx context.Context, cmd string) ([]byte, error) {
-	var stdout, stderr bytes.Buffer
-	status, err := c.Run(ctx, cmd, nil, &stdout, &stderr)
+// Run runs cmd in a new session and returns its exit status; err is only
+// for transport failures, never for a non-zero exit. cmd.Stdout and
+// cmd.Stderr are never written after Run returns; cmd.Stdin may still be
+// read once more after Run returns if the command did not consume it all.
+// If ctx is cancelled, Run sends SIGTERM to the remote command, closes the
+// session and returns ctx.Err().
+//
+// Every signal received on cmd.Signals while the command runs is sent to
+// the remote command as an SSH "signal" request instead of affecting the
+// caller: SIGINT as "INT", SIGTERM "TERM", SIGHUP "HUP", SIGQUIT "QUIT",
+// SIGUSR1/2 "USR1"/"USR2", likewise ABRT, ALRM, FPE, ILL, KILL, PIPE and
+// SEGV; other signals are ignored. Signals may be closed. The caller keeps
+// ownership of the os/signal registration. OpenSSH's sshd honours signal
+// requests since 7.9.
+//
+// With cmd.PTY the command gets a PTY (terminal modes: echo on) and, since
+// a terminal delivers Ctrl-C as a character rather than a signal, SIGINT
+// also writes the INTR character (0x03) to the remote stdin, if there is
+// one and it has not reached EOF. A PTY from TerminalPTY puts the local
+// terminal in raw mode until Run returns, and SIGWINCH on it updates the
+// remote PTY's size.
+func (c *Client) Run(ctx context.Context, cmd Cmd) (int, error) {
+	line, err := cmd.Line()
 	if err != nil {
-		return nil, err
+		return -1, fmt.Errorf("run on %s: %w", c.addr, err)
 	}
-	if status != 0 {
-		return stdout.Bytes(), &ExitError{Cmd: cmd, Status: status, Stderr: stderr.String()}
+	if f, ok := cmd.Stdin.(*os.File); ok && f == nil {
+		cmd.Stdin = nil
 	}
-	return stdout.Bytes(), nil
-}
-
-// Shell runs cmd, or a login shell if cmd is empty, interactively. If stdin is
-// a terminal it is put in raw mode until Shell returns, and the remote side
-// gets a PTY of the same size (TERM from the environment, default
-// xterm-256color) that follows SIGWINCH. Otherwise Shell behaves like Run.
-// It returns the remote exit status.
-func (c *Client) Shell(ctx context.Context, cmd string, stdin *os.File, stdout, stderr io.Writer) (int, error) {
-	if stdin == nil {
-		return c.run(ctx, cmd, runOpts{}, nil, stdout, stderr)
+	opts := runOpts{signals: cmd.Signals}
+	if cmd.PTY == nil {
+		return c.run(ctx, line, opts, cmd.Stdin, cmd.Stdout, cmd.Stderr)
 	}
-	var pty *PTY
-	if term.IsTerminal(int(stdin.Fd())) {
-		pty = &PTY{}
-	}
-	return c.RunSignals(ctx, cmd, stdin, stdout, stderr, pty, nil)
-}
-
-// PTY asks for a pseudo-terminal on the remote side.
-type PTY struct {
-	Term string // TERM for the remote side; "" means $TERM, or xterm-256color if unset
-
-	// Width and Height are the size in columns and rows; zero means the size
-	// of the local terminal on stdin, or else 80x24.
-	Width, Height int
-}
-
-// RunSignals is Run (cmd "" starting the login shell) with signal forwarding
-// and an optional remote PTY.
-//
-// Every signal received on signals while the command runs is sent to the
-// remote command as an SSH "signal" request instead of affecting the caller:
-// SIGINT as "INT", SIGTERM "TERM", SIGHUP "HUP", SIGQUIT "QUIT", SIGUSR1/2
-// "USR1"/"USR2", likewise ABRT, ALRM, FPE, ILL, KILL, PIPE and SEGV; other
-// signals are ignored. signals may be nil, and may be closed. The caller
-// keeps ownership of the os/signal registration. OpenSSH's sshd honours
-// signal requests since 7.9.
-//
-// With pty != nil the command gets a PTY (terminal modes: echo on) and, since
-// a terminal delivers Ctrl-C as a character rather than a signal, SIGINT also
-// writes the INTR character (0x03) to the remote stdin, if stdin is not nil
-// and has not reached EOF. If moreover stdin is an *os.File on a terminal,
-// that terminal is in raw mode until RunSignals returns and SIGWINCH on it
-// updates the remote PTY size.
-//
-// Exit status, stdin/stdout/stderr and ctx cancellation are as for Run.
-func (c *Client) RunSignals(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer, pty *PTY, signals <-chan os.Signal) (int, error) {
-	opts := runOpts{signals: signals}
-	if pty == nil {
-		return c.run(ctx, cmd, opts, stdin, stdout, stderr)
-	}
-	req := *pty
+	req := *cmd.PTY
 	if req.Term == "" {
 		req.Term = os.Getenv("TERM")
 	}
 	if req.Term == "" {
 		req.Term = "xterm-256color"
 	}
-	f, isFile := stdin.(*os.File)
-	localTerm := isFile && f != nil && term.IsTerminal(int(f.Fd()))
-	if localTerm && (req.Width <= 0 || req.Height <= 0) {
-		w, h, err := term.GetSize(int(f.Fd()))
+	local := req.local
+	if local != nil && (req.Width <= 0 || req.Height <= 0) {
+		w, h, err := term.GetSize(int(local.Fd()))
 		if err != nil {
-			return -1, fmt.Errorf("run %s on %s: terminal size: %w", shorten(cmd), c.addr, err)
+			return -1, fmt.Errorf("run %s on %s: terminal size: %w", cmd, c.addr, err)
 		}
 		req.Width, req.Height = w, h
 	}
@@ -136,11 +92,11 @@ func (c *Client) RunSignals(ctx context.Context, cmd string, stdin io.Reader, st
 	}
 
 	var winch chan os.Signal
-	if localTerm {
-		fd := int(f.Fd())
+	if local != nil {
+		fd := int(local.Fd())
 		state, err := term.MakeRaw(fd)
 		if err != nil {
-			return -1, fmt.Errorf("run %s on %s: raw mode: %w", shorten(cmd), c.addr, err)
+			return -1, fmt.Errorf("run %s on %s: raw mode: %w", cmd, c.addr, err)
 		}
 		defer term.Restore(fd, state)
 		winch = make(chan os.Signal, 1)
@@ -165,7 +121,7 @@ func (c *Client) RunSignals(ctx context.Context, cmd string, stdin io.Reader, st
 				case <-stopWinch:
 					return
 				case <-winch:
-					if w, h, err := term.GetSize(int(f.Fd())); err == nil {
+					if w, h, err := term.GetSize(int(local.Fd())); err == nil {
 						sess.WindowChange(h, w)
 					}
 				}
@@ -173,7 +129,23 @@ func (c *Client) RunSignals(ctx context.Context, cmd string, stdin io.Reader, st
 		}()
 		return nil
 	}
-	return c.run(ctx, cmd, opts, stdin, stdout, stderr)
+	return c.run(ctx, line, opts, cmd.Stdin, cmd.Stdout, cmd.Stderr)
+}
+
+// Output runs cmd and returns its stdout (cmd.Stdout and cmd.Stderr are
+// not used). A non-zero exit is an *ExitError carrying the remote stderr.
+func (c *Client) Output(ctx context.Context, cmd Cmd) ([]byte, error) {
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	status, err := c.Run(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if status != 0 {
+		line, _ := cmd.Line()
+		return stdout.Bytes(), &ExitError{Cmd: line, Status: status, Stderr: stderr.String()}
+	}
+	return stdout.Bytes(), nil
 }
 
 // signalNames maps the signals RFC 4254 names to their SSH names.
@@ -285,26 +257,23 @@ wait:
 
 // Upload writes content to remotePath with mode, via a temporary file in the
 // same directory that is renamed into place, so readers never see a partial
-// file. The directory must exist. With sudo the commands run under
-// non-interactive sudo (sudo -n).
+// file. The directory must exist. With sudo it runs as root.
 func (c *Client) Upload(ctx context.Context, content []byte, remotePath string, mode os.FileMode, sudo bool) error {
 	suffix := make([]byte, 6)
 	rand.Read(suffix)
 	tmp := path.Join(path.Dir(remotePath), "."+path.Base(remotePath)+".devbox-"+hex.EncodeToString(suffix))
-	script := fmt.Sprintf("umask 077 && cat > %[1]s && chmod %[2]o %[1]s && mv -f %[1]s %[3]s || { rc=$?; rm -f %[1]s; exit $rc; }",
-		shell.Quote(tmp), mode.Perm(), shell.Quote(remotePath))
-	cmd := "sh -c " + shell.Quote(script)
-	if sudo {
-		cmd = "sudo -n " + cmd
-	}
+	script := `umask 077 && cat > "$1" && chmod "$2" "$1" && mv -f "$1" "$3" || { rc=$?; rm -f "$1"; exit $rc; }`
+	cmd := Cmd{Script: script, Args: []string{tmp, fmt.Sprintf("%o", mode.Perm()), remotePath}, Root: sudo, Stdin: bytes.NewReader(content)}
 	var stderr bytes.Buffer
-	status, err := c.Run(ctx, cmd, bytes.NewReader(content), nil, &stderr)
+	cmd.Stderr = &stderr
+	status, err := c.Run(ctx, cmd)
 	if err != nil {
 		return fmt.Errorf("upload %s to %s: %w", remotePath, c.addr, err)
 	}
 	if status != 0 {
+		line, _ := cmd.Line()
 		return fmt.Errorf("upload %s to %s: %w", remotePath, c.addr,
-			&ExitError{Cmd: cmd, Status: status, Stderr: stderr.String()})
+			&ExitError{Cmd: line, Status: status, Stderr: stderr.String()})
 	}
 	return nil
 }

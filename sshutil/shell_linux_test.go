@@ -57,7 +57,7 @@ func TestShellTerminal(t *testing.T) {
 	done := make(chan result, 1)
 	var stdout bytes.Buffer
 	go func() {
-		status, err := c.Shell(ctx, "read line; echo got:$line", slave, &stdout, nil)
+		status, err := c.Run(ctx, Cmd{Script: "read line; echo got:$line", Stdin: slave, Stdout: &stdout, PTY: TerminalPTY(slave)})
 		done <- result{status, err}
 	}()
 

@@ -123,7 +123,7 @@ func TestRunExitStatusAndStreams(t *testing.T) {
 		{"printf 'a b'; kill -TERM $$", 128 + 15, "a b", ""},
 	} {
 		var stdout, stderr bytes.Buffer
-		status, err := c.Run(ctx, tc.cmd, nil, &stdout, &stderr)
+		status, err := c.Run(ctx, Cmd{Script: tc.cmd, Stdout: &stdout, Stderr: &stderr})
 		if err != nil {
 			t.Fatalf("Run(%q): %v", tc.cmd, err)
 		}
@@ -133,7 +133,7 @@ func TestRunExitStatusAndStreams(t *testing.T) {
 		}
 	}
 	// nil writers discard.
-	if status, err := c.Run(ctx, "echo x; echo y >&2; exit 7", nil, nil, nil); status != 7 || err != nil {
+	if status, err := c.Run(ctx, Cmd{Script: "echo x; echo y >&2; exit 7"}); status != 7 || err != nil {
 		t.Errorf("Run with nil writers = %d, %v; want 7, nil", status, err)
 	}
 }
@@ -146,7 +146,7 @@ func TestRunStdin(t *testing.T) {
 	data := make([]byte, 1<<20)
 	rand.Read(data)
 	var stdout bytes.Buffer
-	status, err := c.Run(ctx, "cat", bytes.NewReader(data), &stdout, nil)
+	status, err := c.Run(ctx, Cmd{Script: "cat", Stdin: bytes.NewReader(data), Stdout: &stdout})
 	if err != nil || status != 0 {
 		t.Fatalf("cat = %d, %v", status, err)
 	}
@@ -162,14 +162,14 @@ func TestRunStdin(t *testing.T) {
 		pw.Close()
 	}()
 	stdout.Reset()
-	status, err = c.Run(ctx, "wc -l; echo after-eof", pr, &stdout, nil)
+	status, err = c.Run(ctx, Cmd{Script: "wc -l; echo after-eof", Stdin: pr, Stdout: &stdout})
 	if err != nil || status != 0 || strings.Fields(stdout.String())[0] != "2" || !strings.HasSuffix(stdout.String(), "after-eof\n") {
 		t.Errorf("wc -l = %d, %v, stdout %q; want 0, nil, \"2\\nafter-eof\\n\"", status, err, stdout.String())
 	}
 
 	// nil stdin is empty input, not a hang.
 	stdout.Reset()
-	if status, err := c.Run(ctx, "cat; echo done", nil, &stdout, nil); status != 0 || err != nil || stdout.String() != "done\n" {
+	if status, err := c.Run(ctx, Cmd{Script: "cat; echo done", Stdout: &stdout}); status != 0 || err != nil || stdout.String() != "done\n" {
 		t.Errorf("cat with nil stdin = %d, %v, %q", status, err, stdout.String())
 	}
 }
@@ -177,13 +177,13 @@ func TestRunStdin(t *testing.T) {
 func TestOutput(t *testing.T) {
 	_, c, _ := setup(t)
 	ctx := testContext(t, 20*time.Second)
-	out, err := c.Output(ctx, "echo hello")
+	out, err := c.Output(ctx, Cmd{Script: "echo hello"})
 	if err != nil || string(out) != "hello\n" {
 		t.Errorf("Output(echo hello) = %q, %v", out, err)
 	}
 
 	cmd := "echo partial; for i in 1 2 3 4 5 6 7; do echo line$i >&2; done; echo boom >&2; exit 2"
-	out, err = c.Output(ctx, cmd)
+	out, err = c.Output(ctx, Cmd{Script: cmd})
 	var ee *ExitError
 	if !errors.As(err, &ee) {
 		t.Fatalf("Output(%q) err = %v, want *ExitError", cmd, err)
@@ -288,7 +288,7 @@ func TestDialRetryWaitsForServer(t *testing.T) {
 	if !started {
 		t.Fatal("DialRetry returned a client before the server listened")
 	}
-	if out, err := c.Output(testContext(t, 10*time.Second), "echo ok"); err != nil || string(out) != "ok\n" {
+	if out, err := c.Output(testContext(t, 10*time.Second), Cmd{Script: "echo ok"}); err != nil || string(out) != "ok\n" {
 		t.Errorf("Output after DialRetry = %q, %v", out, err)
 	}
 }
@@ -385,7 +385,7 @@ func TestRunCancel(t *testing.T) {
 	}()
 
 	start := time.Now()
-	status, err := c.Run(ctx, "echo ready; exec sleep 100", nil, stdout, nil)
+	status, err := c.Run(ctx, Cmd{Script: "echo ready; exec sleep 100", Stdout: stdout})
 	if !errors.Is(err, context.Canceled) || status != -1 {
 		t.Fatalf("cancelled Run = %d, %v; want -1, context.Canceled", status, err)
 	}
@@ -396,7 +396,7 @@ func TestRunCancel(t *testing.T) {
 	srv.waitEvent(t, "sleep killed by SIGTERM", func(e string) bool { return e == "exit signal: terminated" })
 
 	// The connection is still usable.
-	if out, err := c.Output(testContext(t, 10*time.Second), "echo still"); err != nil || string(out) != "still\n" {
+	if out, err := c.Output(testContext(t, 10*time.Second), Cmd{Script: "echo still"}); err != nil || string(out) != "still\n" {
 		t.Errorf("Output after cancel = %q, %v", out, err)
 	}
 }
@@ -464,11 +464,11 @@ func TestShellWithoutTerminal(t *testing.T) {
 		w.Close()
 	}()
 	var stdout bytes.Buffer
-	status, err := c.Shell(ctx, "", r, &stdout, nil)
+	status, err := c.Run(ctx, Cmd{Stdin: r, Stdout: &stdout, PTY: TerminalPTY(r)})
 	if err != nil || status != 4 || stdout.String() != "from-shell\n" {
 		t.Errorf("Shell(login, pipe) = %d, %v, %q; want 4, nil, \"from-shell\\n\"", status, err, stdout.String())
 	}
-	status, err = c.Shell(ctx, "exit 5", nil, nil, nil)
+	status, err = c.Run(ctx, Cmd{Script: "exit 5"})
 	if err != nil || status != 5 {
 		t.Errorf("Shell(exit 5, nil) = %d, %v", status, err)
 	}
@@ -520,7 +520,7 @@ func TestDialRetryLeavesASilentConnection(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Error("the silent connection is still open")
 	}
-	if out, err := c.Output(testContext(t, 10*time.Second), "echo ok"); err != nil || string(out) != "ok\n" {
+	if out, err := c.Output(testContext(t, 10*time.Second), Cmd{Script: "echo ok"}); err != nil || string(out) != "ok\n" {
 		t.Errorf("Output = %q, %v", out, err)
 	}
 }

@@ -1,5 +1,5 @@
 // Package templates holds the embedded text templates devbox renders: the
-// libvirt domain, the cloud-init seed and the engine install script.
+// libvirt domain and its devices, and the cloud-init seed.
 // Templates are parsed once and fail on a missing key.
 package templates
 

@@ -6,7 +6,6 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/devbox-vm/devbox/internal/instance"
 	"github.com/devbox-vm/devbox/sshutil"
@@ -55,10 +54,7 @@ func (a *app) runInVM(args []string) error {
 		sigs := make(chan os.Signal, 4)
 		signal.Notify(sigs, passed...)
 		defer signal.Stop(sigs)
-		opts := instance.RunOptions{Dir: wd, Stdin: a.stdin, Stdout: a.stdout, Stderr: a.stderr, Signals: sigs}
-		if a.stdin != nil && term.IsTerminal(int(a.stdin.Fd())) {
-			opts.PTY = &sshutil.PTY{}
-		}
+		opts := instance.RunOptions{Dir: wd, Stdin: a.stdin, Stdout: a.stdout, Stderr: a.stderr, PTY: sshutil.TerminalPTY(a.stdin), Signals: sigs}
 		code, err := in.Run(a.ctx, args, opts)
 		if err != nil {
 			return err

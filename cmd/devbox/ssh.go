@@ -2,9 +2,9 @@ package main
 
 import (
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/devbox-vm/devbox/internal/instance"
+	"github.com/devbox-vm/devbox/sshutil"
 )
 
 func (a *app) sshCommand() *cobra.Command {
@@ -15,8 +15,7 @@ func (a *app) sshCommand() *cobra.Command {
 			"instance's user with stdin, stdout and stderr passed through; devbox exits with its status.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withInstance(func(in *instance.Instance) error {
-				tty := a.stdin != nil && term.IsTerminal(int(a.stdin.Fd()))
-				code, err := in.SSH(a.ctx, args, a.stdin, a.stdout, a.stderr, tty)
+				code, err := in.SSH(a.ctx, args, a.stdin, a.stdout, a.stderr, sshutil.TerminalPTY(a.stdin))
 				if err != nil {
 					return err
 				}

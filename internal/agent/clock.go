@@ -36,7 +36,7 @@ func (a *Agent) keepClock(ctx context.Context, c *sshutil.Client) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
-		_, err := c.Run(ctx, clockProbe, inR, outW, io.Discard)
+		_, err := c.Run(ctx, sshutil.Cmd{Script: clockProbe, Stdin: inR, Stdout: outW})
 		outW.CloseWithError(fmt.Errorf("clock probe ended: %v", err))
 	}()
 	stop := context.AfterFunc(ctx, func() { inW.Close(); outR.Close() })
@@ -68,9 +68,8 @@ func (a *Agent) keepClock(ctx context.Context, c *sshutil.Client) {
 // moment the command runs (half a round trip from now).
 func (a *Agent) setGuestClock(ctx context.Context, c *sshutil.Client, off, rtt time.Duration) {
 	at := time.Now().Add(rtt / 2)
-	cmd := fmt.Sprintf("sudo -n date -u -s @%d.%03d >/dev/null", at.Unix(), at.Nanosecond()/1e6)
 	var errb strings.Builder
-	code, err := c.Run(ctx, cmd, nil, io.Discard, &errb)
+	code, err := c.Run(ctx, sshutil.Cmd{Args: []string{"date", "-u", "-s", fmt.Sprintf("@%d.%03d", at.Unix(), at.Nanosecond()/1e6)}, Root: true, Stderr: &errb})
 	if err != nil || code != 0 {
 		a.Log.Printf("guest clock is %s off the host's; setting it failed (exit %d): %v %s", roundOff(off), code, err, strings.TrimSpace(errb.String()))
 		return

@@ -80,7 +80,7 @@ func TestHostKeyMismatchBacksOff(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	began := time.Now()
-	_, err := c.Run(ctx, "true", nil, nil, nil)
+	_, err := c.Run(ctx, sshutil.Cmd{Script: "true"})
 	if err == nil || !strings.Contains(err.Error(), "instance not reachable") || !strings.Contains(err.Error(), "host key mismatch since") {
 		t.Errorf("run during a mismatch: %v", err)
 	}
@@ -194,7 +194,7 @@ func TestStatusFollowsTheConnection(t *testing.T) {
 		t.Errorf("QueryStatus = %+v, want %+v", qs, st)
 	}
 	c := dialControl(t, a)
-	if out, err := c.Output(ctx, "echo hi"); err != nil || string(out) != "hi\n" {
+	if out, err := c.Output(ctx, sshutil.Cmd{Script: "echo hi"}); err != nil || string(out) != "hi\n" {
 		t.Fatalf("run via the agent = %q, %v", out, err)
 	}
 
@@ -207,7 +207,7 @@ func TestStatusFollowsTheConnection(t *testing.T) {
 		}
 	}
 	began := time.Now()
-	_, err = c.Run(ctx, "true", nil, nil, nil)
+	_, err = c.Run(ctx, sshutil.Cmd{Script: "true"})
 	if err == nil || !strings.Contains(err.Error(), "instance not reachable: the agent has no connection to the guest (reconnecting since") ||
 		!strings.Contains(err.Error(), "run devbox up") {
 		t.Errorf("run while the guest is gone: %v", err)
@@ -226,7 +226,7 @@ func TestStatusFollowsTheConnection(t *testing.T) {
 	// Back: reconnected, folders mounted again.
 	g.setDown(false)
 	waitStatus(t, a, "up again with every folder settled", 20*time.Second, settled)
-	if out, err := c.Output(ctx, "echo again"); err != nil || string(out) != "again\n" {
+	if out, err := c.Output(ctx, sshutil.Cmd{Script: "echo again"}); err != nil || string(out) != "again\n" {
 		t.Errorf("run via the agent after the reconnect = %q, %v", out, err)
 	}
 }
@@ -261,7 +261,7 @@ func TestFirstConnectionIsWaitedFor(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		out, err := c.Output(ctx, "echo first")
+		out, err := c.Output(ctx, sshutil.Cmd{Script: "echo first"})
 		done <- result{out, err}
 	}()
 	// Still connecting: the run waits rather than failing...
@@ -298,7 +298,7 @@ func TestUnansweredKeepalivesReconnect(t *testing.T) {
 	c := dialControl(t, a)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if out, err := c.Output(ctx, "echo back"); err != nil || string(out) != "back\n" {
+	if out, err := c.Output(ctx, sshutil.Cmd{Script: "echo back"}); err != nil || string(out) != "back\n" {
 		t.Errorf("run after reconnecting = %q, %v (status %+v)", out, err, st.Connection)
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/internal/hostwatch"
 	"github.com/devbox-vm/devbox/internal/sharedfs"
-	"github.com/devbox-vm/devbox/internal/shell"
 	"github.com/devbox-vm/devbox/sshutil"
 )
 
@@ -75,19 +74,19 @@ func (a *Agent) keepReplaying(ctx context.Context, c *sshutil.Client, gen, i int
 // changing the host's files (see replay.py), and drops the echoes of the
 // guest's own changes itself.
 func (a *Agent) replayEvents(ctx context.Context, c *sshutil.Client, gen, i int, m config.Mount, replays *sharedfs.Replays, virtiofs bool) (again bool) {
-	if code, err := c.Run(ctx, "command -v python3 >/dev/null", nil, io.Discard, io.Discard); err != nil || code != 0 {
+	if code, err := c.Run(ctx, sshutil.Cmd{Script: "command -v python3"}); err != nil || code != 0 {
 		if ctx.Err() == nil {
 			a.Log.Printf("WARNING: file events of %s: no python3 in the guest, host changes raise no inotify events there", m.Host)
 			a.setMountEvents(gen, i, "off: no python3 in the guest")
 		}
 		return false
 	}
-	helper := "sudo -n python3 -u -c " + shell.Quote(replayHelper)
+	helper := sshutil.Cmd{Args: []string{"python3", "-u", "-c", replayHelper}, Root: true}
 	if virtiofs {
-		helper += " virtiofs " + shell.Quote(m.Host)
+		helper.Args = append(helper.Args, "virtiofs", m.Host)
 		for _, ig := range a.EventsIgnore {
 			if !strings.Contains(ig, "/") {
-				helper += " " + shell.Quote(ig)
+				helper.Args = append(helper.Args, ig)
 			}
 		}
 	}

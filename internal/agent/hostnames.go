@@ -6,9 +6,9 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -146,8 +146,7 @@ func resolvers(path string) []string {
 // agent's DNS port (see hostnames.sh).
 func (a *Agent) nameHost(ctx context.Context, c *sshutil.Client, port int) {
 	var errb strings.Builder
-	cmd := fmt.Sprintf("sudo -n sh -s %s %d", GuestHostAddress, port)
-	code, err := c.Run(ctx, cmd, strings.NewReader(hostNamesScript), io.Discard, &errb)
+	code, err := c.Run(ctx, sshutil.Cmd{Script: hostNamesScript, Args: []string{GuestHostAddress, strconv.Itoa(port)}, Root: true, Stderr: &errb})
 	if ctx.Err() != nil {
 		return
 	}

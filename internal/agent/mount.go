@@ -13,7 +13,6 @@ import (
 
 	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/internal/sharedfs"
-	"github.com/devbox-vm/devbox/internal/shell"
 	"github.com/devbox-vm/devbox/sshutil"
 )
 
@@ -144,18 +143,18 @@ func tailLines(text string, n int) string {
 }
 
 //go:embed wait-mount.sh
-var waitMountFunc string
+var waitMountScript string
 
-// WaitMount is a shell command line that waits up to tenths tenths of a
-// second for path to be a mount point in the guest, and fails (exit 1,
-// message on stderr if not empty) if it never is: the one loop for the
-// agent and for devbox run.
-func WaitMount(path string, tenths int, message string) string {
-	call := fmt.Sprintf("wait_mount %s %d", shell.Quote(path), tenths)
-	if message != "" {
-		call += " " + shell.Quote(message)
+// WaitMount is the command that waits up to tenths tenths of a second for
+// path to be a mount point in the guest, then runs args (if any) in dir;
+// if path never is one it exits 125, printing message (if not empty) to
+// stderr. It is the one wait for the agent and for devbox run.
+func WaitMount(path string, tenths int, message, dir string, args ...string) sshutil.Cmd {
+	cmdArgs := []string{path, strconv.Itoa(tenths), message}
+	if len(args) > 0 {
+		cmdArgs = append(append(cmdArgs, dir), args...)
 	}
-	return waitMountFunc + call
+	return sshutil.Cmd{Script: waitMountScript, Args: cmdArgs}
 }
 
 // checkMounted waits (bounded) until the guest sees path as a mount
@@ -163,11 +162,10 @@ func WaitMount(path string, tenths int, message string) string {
 func (a *Agent) checkMounted(ctx context.Context, c *sshutil.Client, path string) error {
 	timeout := a.timings().mountTimeout
 	tries := max(1, int(timeout/(100*time.Millisecond)))
-	script := WaitMount(path, tries, "")
 	// A hung mount of a previous connection can block mountpoint itself.
 	ctx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
 	defer cancel()
-	code, err := c.Run(ctx, script, nil, nil, nil)
+	code, err := c.Run(ctx, WaitMount(path, tries, "", ""))
 	if err != nil {
 		return fmt.Errorf("check that %s is mounted in the guest: %w", path, err)
 	}
@@ -179,7 +177,7 @@ func (a *Agent) checkMounted(ctx context.Context, c *sshutil.Client, path string
 
 // GuestIDs is the uid and gid of the user c is logged in as.
 func GuestIDs(ctx context.Context, c *sshutil.Client) (uid, gid int, err error) {
-	out, err := c.Output(ctx, "id -u; id -g")
+	out, err := c.Output(ctx, sshutil.Cmd{Script: "id -u; id -g"})
 	if err != nil {
 		return 0, 0, fmt.Errorf("guest user ids: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/devbox-vm/devbox/internal/filenames"
+	"github.com/devbox-vm/devbox/sshutil"
 )
 
 // testSocketEnv is a socketEnv of this user, with short temporary folders
@@ -199,7 +200,7 @@ func TestAgentOfADeepFolderListensInAShortOne(t *testing.T) {
 	if len(st.Docker.Path) > maxSocketPath || filepath.Dir(st.Docker.Path) == dir {
 		t.Errorf("docker socket %s (%d bytes) is not in a short folder", st.Docker.Path, len(st.Docker.Path))
 	}
-	if out, err := dialControl(t, a).Output(context.Background(), "echo deep"); err != nil || string(out) != "deep\n" {
+	if out, err := dialControl(t, a).Output(context.Background(), sshutil.Cmd{Script: "echo deep"}); err != nil || string(out) != "deep\n" {
 		t.Errorf("run through the short socket: %q %v", out, err)
 	}
 }

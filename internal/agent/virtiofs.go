@@ -7,14 +7,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/internal/sharedfs"
-	"github.com/devbox-vm/devbox/internal/shell"
 	"github.com/devbox-vm/devbox/internal/virtiofs"
 	"github.com/devbox-vm/devbox/sshutil"
 	"github.com/devbox-vm/devbox/vm"
@@ -73,8 +71,7 @@ func (a *Agent) serveVirtioFS(ctx context.Context, c *sshutil.Client, gen, i int
 		return err
 	}
 	var errb strings.Builder
-	cmd := "sudo -n sh -s " + shell.Quote(tag) + " " + shell.Quote(m.Host)
-	code, err := c.Run(ctx, cmd, strings.NewReader(virtiofsMountScript), io.Discard, &errb)
+	code, err := c.Run(ctx, sshutil.Cmd{Script: virtiofsMountScript, Args: []string{tag, m.Host}, Root: true, Stderr: &errb})
 	if err == nil && code != 0 {
 		err = fmt.Errorf("mount -t virtiofs in the guest exited with status %d: %s", code, stderrTail(errb.String()))
 	}
@@ -193,7 +190,7 @@ func (a *Agent) pruneShares(ctx context.Context, c *sshutil.Client) {
 		if !strings.HasPrefix(s.Tag, tagPrefix) || keep[s.Tag] {
 			continue
 		}
-		if code, err := c.Run(ctx, "sudo -n sh -s "+shell.Quote(s.Tag), strings.NewReader(virtiofsUnmountScript), io.Discard, io.Discard); err != nil || code != 0 {
+		if code, err := c.Run(ctx, sshutil.Cmd{Script: virtiofsUnmountScript, Args: []string{s.Tag}, Root: true}); err != nil || code != 0 {
 			a.Log.Printf("virtio-fs %s: unmount in the guest: exit %d, %v", s.Tag, code, err)
 		}
 		if err := a.dropShare(ctx, s.Tag); err != nil {

@@ -17,12 +17,13 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/devbox-vm/devbox/sshutil"
 )
 
 // Proxy is the host's proxy settings, as the guest must use them.
@@ -201,14 +202,15 @@ func Script(f Files) string {
 
 // Runner runs a command in the guest (sshutil.Client does).
 type Runner interface {
-	Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) (int, error)
+	Run(ctx context.Context, cmd sshutil.Cmd) (int, error)
 }
 
 // Apply makes the guest's files f as root and returns what it changed,
 // one line each (none when the guest already had them).
 func Apply(ctx context.Context, r Runner, f Files) ([]string, error) {
 	var out, errb bytes.Buffer
-	code, err := r.Run(ctx, "sudo -n bash -s", strings.NewReader(Script(f)), &out, &errb)
+	// On stdin: certificate bundles can outgrow an SSH command line.
+	code, err := r.Run(ctx, sshutil.Cmd{Args: []string{"bash", "-s"}, Root: true, Stdin: strings.NewReader(Script(f)), Stdout: &out, Stderr: &errb})
 	if err != nil {
 		return nil, fmt.Errorf("proxy and certificate settings: %w", err)
 	}

@@ -3,7 +3,6 @@ package guestenv
 import (
 	"bytes"
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/devbox-vm/devbox/internal/testutil"
+	"github.com/devbox-vm/devbox/sshutil"
 )
 
 func TestProxyFromEnv(t *testing.T) {
@@ -93,12 +93,12 @@ type shell struct {
 	callsLog string
 }
 
-func (s shell) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	if cmd != "sudo -n bash -s" {
-		s.t.Fatalf("command %q", cmd)
+func (s shell) Run(ctx context.Context, cmd sshutil.Cmd) (int, error) {
+	if !cmd.Root || strings.Join(cmd.Args, " ") != "bash -s" {
+		s.t.Fatalf("command %q as root %v, want bash -s as root", cmd.Args, cmd.Root)
 	}
 	c := exec.CommandContext(ctx, "bash", "-s")
-	c.Stdin, c.Stdout, c.Stderr, c.Env = stdin, stdout, stderr, s.env
+	c.Stdin, c.Stdout, c.Stderr, c.Env = cmd.Stdin, cmd.Stdout, cmd.Stderr, s.env
 	err := c.Run()
 	if ee, ok := err.(*exec.ExitError); ok {
 		return ee.ExitCode(), nil

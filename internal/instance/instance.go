@@ -19,7 +19,6 @@ import (
 	"github.com/devbox-vm/devbox/internal/cli"
 	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/internal/filenames"
-	"github.com/devbox-vm/devbox/internal/shell"
 	"github.com/devbox-vm/devbox/sshutil"
 	"github.com/devbox-vm/devbox/vm"
 )
@@ -176,9 +175,9 @@ func (in *Instance) Running(ctx context.Context) (vm.Info, error) {
 	return info, in.errNotRunning(info.State)
 }
 
-// SSH runs args in the guest (an interactive shell when args is empty)
-// and returns the remote exit status.
-func (in *Instance) SSH(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer, tty bool) (int, error) {
+// SSH runs args in the guest (its login shell when args is empty) and
+// returns the remote exit status; pty, when set, gives it a terminal.
+func (in *Instance) SSH(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer, pty *sshutil.PTY) (int, error) {
 	info, err := in.Running(ctx)
 	if err != nil {
 		return 1, err
@@ -188,11 +187,7 @@ func (in *Instance) SSH(ctx context.Context, args []string, stdin *os.File, stdo
 		return 1, err
 	}
 	defer c.Close()
-	cmd := shell.Join(args)
-	if tty || cmd == "" {
-		return c.Shell(ctx, cmd, stdin, stdout, stderr)
-	}
-	return c.Run(ctx, cmd, stdin, stdout, stderr)
+	return c.Run(ctx, sshutil.Cmd{Args: args, Stdin: stdin, Stdout: stdout, Stderr: stderr, PTY: pty})
 }
 
 // Halt stops the instance: the ACPI power button and a poweroff over
@@ -257,6 +252,9 @@ func (in *Instance) awaitStop(ctx context.Context, d vm.Driver, asked bool, time
 	return d.Shutdown(ctx, in.Domain(), timeout)
 }
 
+// poweroff asks the guest to power off, without waiting for it.
+var poweroff = sshutil.Cmd{Args: []string{"systemctl", "poweroff", "--no-block"}, Root: true}
+
 // poweroffOverSSH asks the guest to power off; it reports whether the
 // request was delivered.
 func (in *Instance) poweroffOverSSH(ctx context.Context, info vm.Info) bool {
@@ -268,7 +266,7 @@ func (in *Instance) poweroffOverSSH(ctx context.Context, info vm.Info) bool {
 	}
 	defer c.Close()
 	// The connection drops as the guest goes down; the exit status is moot.
-	_, err = c.Run(dctx, "sudo -n systemctl poweroff --no-block", nil, nil, nil)
+	_, err = c.Run(dctx, poweroff)
 	return err == nil
 }
 

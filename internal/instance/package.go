@@ -3,6 +3,7 @@ package instance
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,31 +12,15 @@ import (
 	"time"
 
 	"github.com/devbox-vm/devbox/boxes"
-	"github.com/devbox-vm/devbox/internal/shell"
+	"github.com/devbox-vm/devbox/sshutil"
 	"github.com/devbox-vm/devbox/vm"
 )
 
 // cleanForPackage runs as root in the guest before its disk becomes a
-// box: what identifies this machine or lets someone in goes, so every
-// instance made from the box gets its own (cloud-init runs afresh, with
-// the new instance's seed: machine-id, host keys, the user's key).
-// An empty /etc/machine-id (not a missing one) makes systemd write a new
-// one at the next boot. After it no new SSH login works: the guest is
-// powered off on the same connection. fstrim last: the disk is attached
-// with discard=unmap, so the blocks the guest does not use (deleted files,
-// the logs and caches just cleared) read as zeros in the overlay and the
-// flattened box carries none of their old data.
-const cleanForPackage = `set -e
-cloud-init clean --logs
-rm -f /etc/machine-id /var/lib/dbus/machine-id
-: > /etc/machine-id
-rm -f /etc/ssh/ssh_host_*
-rm -f /root/.ssh/authorized_keys /home/*/.ssh/authorized_keys /root/.bash_history /home/*/.bash_history
-find /var/log -type f -exec truncate -s 0 {} +
-rm -rf /tmp/* /var/tmp/*
-sync
-fstrim -av || echo "fstrim failed: free space is not trimmed (the box may be larger)"
-`
+// box (see the script).
+//
+//go:embed clean-for-package.sh
+var cleanForPackage string
 
 // Package makes a box of the running instance, Vagrant's package: the
 // guest is cleaned (cleanForPackage) and powered off, its disk flattened
@@ -63,7 +48,7 @@ func (in *Instance) Package(ctx context.Context, out string) (sha string, size i
 		}
 		defer c.Close()
 		var outb bytes.Buffer
-		code, err := c.Run(ctx, "sudo -n sh -c "+shell.Quote(cleanForPackage), nil, &outb, &outb)
+		code, err := c.Run(ctx, sshutil.Cmd{Script: cleanForPackage, Root: true, Stdout: &outb, Stderr: &outb})
 		if err != nil {
 			return err
 		}
@@ -76,7 +61,7 @@ func (in *Instance) Package(ctx context.Context, out string) (sha string, size i
 			}
 		}
 		// The connection drops as the guest goes down: the status is moot.
-		c.Run(ctx, "sudo -n systemctl poweroff --no-block", nil, nil, nil)
+		c.Run(ctx, poweroff)
 		return nil
 	}); err != nil {
 		return "", 0, err

@@ -10,7 +10,6 @@ import (
 
 	"github.com/devbox-vm/devbox/internal/agent"
 	"github.com/devbox-vm/devbox/internal/config"
-	"github.com/devbox-vm/devbox/internal/shell"
 	"github.com/devbox-vm/devbox/sshutil"
 )
 
@@ -20,7 +19,7 @@ type RunOptions struct {
 	Stdin   *os.File
 	Stdout  io.Writer
 	Stderr  io.Writer
-	PTY     *sshutil.PTY     // nil: no terminal
+	PTY     *sshutil.PTY     // nil: no terminal (see sshutil.TerminalPTY)
 	Signals <-chan os.Signal // passed on to the remote process
 }
 
@@ -48,11 +47,14 @@ func (in *Instance) Run(ctx context.Context, args []string, opts RunOptions) (in
 	if !ok {
 		return 1, fmt.Errorf("the current folder %s is not shared with the VM (hint: run from inside %s, or add it to mounts in %s and run devbox up)", dir, mountList(shares.Mounts), in.Cfg.File)
 	}
-	cmd := "cd " + shell.Quote(dir) + " && exec " + shell.Join(args)
+	withStdio := func(cmd sshutil.Cmd) sshutil.Cmd {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr, cmd.PTY, cmd.Signals = opts.Stdin, opts.Stdout, opts.Stderr, opts.PTY, opts.Signals
+		return cmd
+	}
 	c, err := in.Supervisor().Dial(ctx)
 	if err == nil {
 		defer c.Close()
-		return c.RunSignals(ctx, cmd, stdinOrNil(opts.Stdin), opts.Stdout, opts.Stderr, opts.PTY, opts.Signals)
+		return c.Run(ctx, withStdio(sshutil.Cmd{Args: args, Dir: dir}))
 	}
 	fmt.Fprintf(opts.Stderr, "devbox: the agent of %q does not answer (%v): using a direct connection (devbox up restarts the agent)\n", in.Name(), err)
 	info, err := in.Running(ctx)
@@ -74,15 +76,8 @@ func (in *Instance) Run(ctx context.Context, args []string, opts RunOptions) (in
 	go func() { mounted <- agent.ServeMount(mctx, c, m, uid, gid, nil) }()
 	defer func() { stopMount(); <-mounted }()
 	// Up to 30 s for the folder to be mounted, then the command.
-	wait := agent.WaitMount(m.Host, 300, "devbox: "+m.Host+" is not mounted in the VM (hint: devbox up restarts the agent that serves it)")
-	return c.RunSignals(ctx, wait+" || exit 125\n"+cmd, stdinOrNil(opts.Stdin), opts.Stdout, opts.Stderr, opts.PTY, opts.Signals)
-}
-
-func stdinOrNil(f *os.File) io.Reader {
-	if f == nil {
-		return nil
-	}
-	return f
+	wait := agent.WaitMount(m.Host, 300, "devbox: "+m.Host+" is not mounted in the VM (hint: devbox up restarts the agent that serves it)", dir, args...)
+	return c.Run(ctx, withStdio(wait))
 }
 
 func mountList(mounts []config.Mount) string {

@@ -8,47 +8,21 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/devbox-vm/devbox/sshutil"
 )
 
 func TestMountCommand(t *testing.T) {
-	const probe = `if sshfs -h 2>&1 | grep -q no_contain_symlinks; then set -- -o no_contain_symlinks; fi && `
-	tests := []struct {
-		guest, remote string
-		readOnly      bool
-		uid, gid      int
-		want          string
+	for _, tt := range []struct {
+		readOnly bool
+		opts     string
 	}{
-		{
-			"/home/u/proj", "/home/u/proj", false, 1000, 1001,
-			`sudo umount -l -- /home/u/proj 2>/dev/null || true; ` +
-				`sudo mkdir -p -- /home/u/proj && ` + probe +
-				`exec sudo sshfs :/home/u/proj /home/u/proj ` +
-				`-o passive,allow_other,uid=1000,gid=1001,dir_cache=no,attr_timeout=1,entry_timeout=1 "$@"`,
-		},
-		{
-			"/srv/it's my proj", "/Users/me/it's my proj", true, 1000, 1000,
-			`sudo umount -l -- '/srv/it'\''s my proj' 2>/dev/null || true; ` +
-				`sudo mkdir -p -- '/srv/it'\''s my proj' && ` + probe +
-				`exec sudo sshfs ':/Users/me/it'\''s my proj' '/srv/it'\''s my proj' ` +
-				`-o passive,allow_other,uid=1000,gid=1000,dir_cache=no,attr_timeout=1,entry_timeout=1,ro "$@"`,
-		},
-	}
-	for _, tt := range tests {
-		if got := MountCommand(tt.guest, tt.remote, tt.readOnly, tt.uid, tt.gid); got != tt.want {
-			t.Errorf("MountCommand(%q, %q, %v, %d, %d) =\n%s\nwant\n%s", tt.guest, tt.remote, tt.readOnly, tt.uid, tt.gid, got, tt.want)
-		}
-	}
-}
-
-func TestUnmountCommand(t *testing.T) {
-	tests := []struct{ guest, want string }{
-		{"/home/u/proj", `sudo umount -l -- /home/u/proj 2>/dev/null || true`},
-		{"/a b/'c'", `sudo umount -l -- '/a b/'\''c'\''' 2>/dev/null || true`},
-		{"/$HOME/`x`", "sudo umount -l -- '/$HOME/`x`' 2>/dev/null || true"},
-	}
-	for _, tt := range tests {
-		if got := UnmountCommand(tt.guest); got != tt.want {
-			t.Errorf("UnmountCommand(%q) = %s, want %s", tt.guest, got, tt.want)
+		{false, "passive,allow_other,uid=1000,gid=1001,dir_cache=no,attr_timeout=1,entry_timeout=1"},
+		{true, "passive,allow_other,uid=1000,gid=1001,dir_cache=no,attr_timeout=1,entry_timeout=1,ro"},
+	} {
+		cmd := MountCommand("/srv/it's my proj", "/Users/me/it's my proj", tt.readOnly, 1000, 1001)
+		if want := []string{"/Users/me/it's my proj", "/srv/it's my proj", tt.opts}; !cmd.Root || !slices.Equal(cmd.Args, want) {
+			t.Errorf("read-only %v: root %v, args %q; want root and %q", tt.readOnly, cmd.Root, cmd.Args, want)
 		}
 	}
 }
@@ -64,7 +38,7 @@ func fakeBin(t *testing.T, newSSHFS bool) (dir string, env []string) {
 		help = "-o transform_symlinks"
 	}
 	scripts := map[string]string{
-		"sudo":   `exec "$@"`,
+		"sudo":   `[ "$1" = -n ] && shift; exec "$@"`,
 		"umount": `printf '%s\n' "$@" > "$FAKE/umount.args"; exit 32`,
 		"sshfs": `if [ "$1" = -h ]; then printf '%s\n' '` + help + `'; exit 0; fi
 printf '%s\n' "$@" > "$FAKE/sshfs.args"`,
@@ -75,8 +49,10 @@ printf '%s\n' "$@" > "$FAKE/sshfs.args"`,
 	return dir, append(os.Environ(), "FAKE="+dir, "PATH="+dir+":"+os.Getenv("PATH"))
 }
 
-func runSh(t *testing.T, env []string, line string) (stdout string) {
+func runSh(t *testing.T, env []string, c sshutil.Cmd) (stdout string) {
 	t.Helper()
+	line, err := c.Line()
+	must(t, err)
 	var out, errb bytes.Buffer
 	cmd := exec.Command("sh", "-c", line)
 	cmd.Env, cmd.Stdout, cmd.Stderr = env, &out, &errb
@@ -93,8 +69,9 @@ func readArgs(t *testing.T, p string) []string {
 	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 }
 
-// TestMountCommandRuns runs the command line in sh with stand-in tools,
-// checking that awkward paths reach them as single, intact arguments.
+// TestMountCommandRuns runs the command's line in sh with stand-in tools,
+// checking that awkward paths reach them as single, intact arguments, and
+// that a stale mount is unmounted first.
 func TestMountCommandRuns(t *testing.T) {
 	if _, err := exec.LookPath("sh"); err != nil {
 		t.Skip("no sh")
@@ -122,12 +99,5 @@ func TestMountCommandRuns(t *testing.T) {
 			t.Errorf("sshfs args (new sshfs: %v) = %q, want %q", newSSHFS, got, want)
 		}
 
-		must(t, os.Remove(filepath.Join(fake, "umount.args")))
-		if out := runSh(t, env, UnmountCommand(guest)); out != "" {
-			t.Errorf("unmount line wrote %q to stdout", out)
-		}
-		if got, want := readArgs(t, filepath.Join(fake, "umount.args")), []string{"-l", "--", guest}; !slices.Equal(got, want) {
-			t.Errorf("umount args = %q, want %q", got, want)
-		}
 	}
 }

@@ -29,9 +29,8 @@
 //     descriptor; past it an open fails with an error that names the limit.
 //
 // A shared folder has the same absolute path on both sides: the host file
-// /home/u/proj/a.txt is /home/u/proj/a.txt in the guest. [MountCommand] and
-// [UnmountCommand] build the guest side; [Check] validates a configured
-// host path.
+// /home/u/proj/a.txt is /home/u/proj/a.txt in the guest. [MountCommand] is
+// the guest side; [Check] validates a configured host path.
 package sharedfs
 
 import (

@@ -1,8 +1,9 @@
-#!/bin/bash
-# Installs and enables the Docker engine. Written by devbox; safe to re-run.
+# shellcheck shell=bash
+# Installs and enables the Docker engine from $source (auto, docker or
+# distro). Safe to re-run.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-source={{quote .Source}}
+: "${source:?}"
 
 if command -v dockerd >/dev/null 2>&1 && systemctl is-enabled -q docker 2>/dev/null; then
   systemctl is-active -q docker || systemctl start docker
