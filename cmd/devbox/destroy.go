@@ -16,7 +16,7 @@ func (a *app) destroyCommand() *cobra.Command {
 		Short: "Remove the instance: its VM, disk, seed, keys and logs (the box cache stays)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withInstance(func(in *instance.Instance) error {
+			return a.withInstanceToRemove(func(in *instance.Instance) error {
 				info, err := in.Inspect(a.ctx)
 				if err != nil {
 					return err

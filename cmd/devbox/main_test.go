@@ -148,3 +148,30 @@ func TestRunPassesFlagsToTheCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestDestroyWithAConfigGoneInvalid: a devbox.yaml that no longer
+// validates (its shared folder was deleted) but still names the instance
+// lets destroy remove it, with a warning; one whose name is bad does not.
+func TestDestroyWithAConfigGoneInvalid(t *testing.T) {
+	d, home := setup(t, "name: gone\nbox: b.qcow2\nmounts:\n  - host: ./deleted\n")
+	dom := instance.Home{State: home}.DomainName("gone")
+	d.Instances[dom] = &vm.Info{Name: dom, State: vm.StateStopped}
+	if code, _, errOut := run(t, "up"); code != 1 || !strings.Contains(errOut, "deleted") {
+		t.Fatalf("up with the folder gone: exit %d, %q; want it refused, naming the folder", code, errOut)
+	}
+	code, _, errOut := run(t, "destroy", "-f")
+	if code != 0 || !strings.Contains(errOut, "warning") || !strings.Contains(errOut, `still names instance "gone"`) {
+		t.Fatalf("destroy: exit %d, %q; want 0 and a warning", code, errOut)
+	}
+	if _, ok := d.Instances[dom]; ok {
+		t.Errorf("instance still defined after destroy: %v", d.Calls)
+	}
+
+	d, _ = setup(t, "name: Bad_Name\nbox: b.qcow2\nmounts:\n  - host: ./deleted\n")
+	if code, _, errOut := run(t, "destroy", "-f"); code != 1 || !strings.Contains(errOut, "name:") {
+		t.Errorf("destroy with a bad name: exit %d, %q; want refused naming the field", code, errOut)
+	}
+	if len(d.Calls) != 0 {
+		t.Errorf("libvirt was used with a bad name: %v", d.Calls)
+	}
+}

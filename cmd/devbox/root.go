@@ -74,17 +74,23 @@ func Run(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.W
 
 // loadConfig finds and loads devbox.yaml (or -c FILE).
 func (a *app) loadConfig() (*config.Config, error) {
-	path := a.configFile
-	if path == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			return nil, err
-		}
-		if path, err = config.Find(wd); err != nil {
-			return nil, err
-		}
+	path, err := a.configPath()
+	if err != nil {
+		return nil, err
 	}
 	return config.Load(path)
+}
+
+// configPath is -c, else the devbox.yaml of this folder or a parent.
+func (a *app) configPath() (string, error) {
+	if a.configFile != "" {
+		return a.configFile, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	return config.Find(wd)
 }
 
 // instance loads the config and prepares the instance it describes.
@@ -93,6 +99,10 @@ func (a *app) instance() (*instance.Instance, error) {
 	if err != nil {
 		return nil, err
 	}
+	return a.instanceOf(cfg)
+}
+
+func (a *app) instanceOf(cfg *config.Config) (*instance.Instance, error) {
 	home, err := instance.DefaultHome()
 	if err != nil {
 		return nil, err
@@ -110,6 +120,29 @@ func connectLibvirt(ctx context.Context, uri string) (vm.Driver, error) {
 // withInstance runs fn on the configured instance and closes it after.
 func (a *app) withInstance(fn func(*instance.Instance) error) error {
 	in, err := a.instance()
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	return fn(in)
+}
+
+// withInstanceToRemove is withInstance for destroy: a config that has
+// become invalid but still names the instance is enough to remove it
+// (see config.LoadToRemove), with a warning.
+func (a *app) withInstanceToRemove(fn func(*instance.Instance) error) error {
+	path, err := a.configPath()
+	if err != nil {
+		return err
+	}
+	cfg, invalid, err := config.LoadToRemove(path)
+	if err != nil {
+		return err
+	}
+	if invalid != nil {
+		fmt.Fprintf(a.stderr, "devbox: warning: %v\n(it still names instance %q, which is all destroy needs)\n", invalid, cfg.Name)
+	}
+	in, err := a.instanceOf(cfg)
 	if err != nil {
 		return err
 	}

@@ -174,21 +174,71 @@ func Find(dir string) (string, error) {
 
 // Load reads, defaults and validates the config file at path.
 func Load(path string) (*Config, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	defer f.Close()
-	abs, err := filepath.Abs(path)
+	f, abs, err := open(path)
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
 	return Parse(f, abs)
+}
+
+// open opens the config file at path and makes its path absolute.
+func open(path string) (*os.File, string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, "", err
+	}
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, "", fmt.Errorf("read config: %w", err)
+	}
+	return f, abs, nil
 }
 
 // Parse decodes r strictly (unknown fields are errors), applies defaults
 // and validates. file names the source in errors and sets Dir.
 func Parse(r io.Reader, file string) (*Config, error) {
+	c, err := decode(r, file)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s is invalid:\n%w", file, err)
+	}
+	c.parseTexts()
+	c.resolveMounts()
+	return c, nil
+}
+
+// LoadToRemove reads the config at path for destroy, which must work
+// whatever else has gone wrong in the file since the instance was made (a
+// shared folder deleted, a value a newer devbox refuses), as long as the
+// file still names the instance: it must decode, and its name and
+// libvirt_uri be valid. Any other problem comes back as invalid, for a
+// warning; such a config serves only to find the instance and remove it.
+func LoadToRemove(path string) (c *Config, invalid error, err error) {
+	f, abs, err := open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	if c, err = decode(f, abs); err != nil {
+		return nil, nil, err
+	}
+	if err := c.Validate(); err != nil {
+		err = fmt.Errorf("%s is invalid:\n%w", abs, err)
+		if !nameRE.MatchString(c.Name) || !isLibvirtURI(c.LibvirtURI) {
+			return nil, nil, err
+		}
+		return c, err, nil
+	}
+	c.parseTexts()
+	c.resolveMounts()
+	return c, nil, nil
+}
+
+// decode reads r strictly and applies the defaults.
+func decode(r io.Reader, file string) (*Config, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", file, err)
@@ -202,13 +252,10 @@ func Parse(r io.Reader, file string) (*Config, error) {
 	c.File = file
 	c.Dir = filepath.Dir(file)
 	c.applyDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s is invalid:\n%w", file, err)
-	}
-	c.parseTexts()
-	c.resolveMounts()
 	return &c, nil
 }
+
+func isLibvirtURI(s string) bool { return strings.Contains(s, "://") }
 
 // parseTexts sets the parsed forms of the text fields (memory, disk,
 // boot_timeout), which Validate has found readable.
@@ -420,7 +467,7 @@ func (c *Config) Validate() error {
 	if !contains(Accelerators, c.Accel) {
 		bad("accel", "%q must be one of %s (DEVBOX_ACCEL overrides it)", c.Accel, strings.Join(Accelerators, ", "))
 	}
-	if !strings.Contains(c.LibvirtURI, ":///") && !strings.Contains(c.LibvirtURI, "://") {
+	if !isLibvirtURI(c.LibvirtURI) {
 		bad("libvirt_uri", "%q is not a libvirt URI such as qemu:///system", c.LibvirtURI)
 	}
 	if timeout, err := time.ParseDuration(c.BootTimeoutText); err != nil {
