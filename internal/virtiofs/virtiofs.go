@@ -17,6 +17,7 @@ package virtiofs
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 )
@@ -52,17 +53,26 @@ var binaries = []string{
 	"/usr/lib/virtiofsd",
 }
 
-// FindBinary is the host's virtiofsd, or an error naming the package.
+// FindBinary is the host's virtiofsd (DEVBOX_VIRTIOFSD, else where
+// distributions put it), or an error naming the package or the variable.
 func FindBinary() (string, error) {
 	if p := os.Getenv("DEVBOX_VIRTIOFSD"); p != "" {
+		if !executable(p) {
+			return "", fmt.Errorf("DEVBOX_VIRTIOFSD=%s is not an executable file (hint: point it at virtiofsd, or unset it)", p)
+		}
 		return p, nil
 	}
 	for _, p := range binaries {
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+		if executable(p) {
 			return p, nil
 		}
 	}
 	return "", errors.New("no virtiofsd on this host (hint: it comes with QEMU: Debian's qemu-system-common, or the virtiofsd package)")
+}
+
+func executable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
 // SocketPath is the socket for share tag in dir, kept short: a Unix
