@@ -8,7 +8,7 @@ BIN     := bin/devbox
 # How long make fuzz (part of make test) fuzzes the config parser.
 FUZZTIME ?= 20s
 
-.PHONY: build test test-unit lint cross fuzz test-e2e test-arm64 box box-arm64 box-baked bench demo clean
+.PHONY: build test test-unit lint cross fuzz test-e2e test-arm64 box box-arm64 box-baked virtiofsd-rust bench demo clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/devbox
@@ -54,8 +54,13 @@ BAKED_BOX := /var/cache/devbox-test/debian12-docker.qcow2
 box-baked: build
 	$(BIN) box build debian-12 --arch x86_64 --engine docker --output $(BAKED_BOX)
 
-E2E_ENV = DEVBOX_E2E_BOX=$(BOX) DEVBOX_E2E_BOX_BAKED=$(BAKED_BOX) DEVBOX_E2E_BOX_ARM64=$(ARM64_BOX) DEVBOX_E2E_BUSYBOX_ARM64=$(BUSYBOX_ARM64)
-test-e2e: box box-arm64 box-baked
+## virtiofsd-rust: Debian 13's Rust virtiofsd, run through its own C library, for the e2e test of devbox with it.
+RUST_VIRTIOFSD := /var/cache/devbox-test/virtiofsd-rust
+virtiofsd-rust:
+	bash test/virtiofsd/fetch-rust-virtiofsd.sh $(RUST_VIRTIOFSD)
+
+E2E_ENV = DEVBOX_E2E_BOX=$(BOX) DEVBOX_E2E_BOX_BAKED=$(BAKED_BOX) DEVBOX_E2E_BOX_ARM64=$(ARM64_BOX) DEVBOX_E2E_BUSYBOX_ARM64=$(BUSYBOX_ARM64) DEVBOX_E2E_VIRTIOFSD_RUST=$(RUST_VIRTIOFSD)/virtiofsd
+test-e2e: box box-arm64 box-baked virtiofsd-rust
 	$(E2E_ENV) $(GO) test -tags e2e -count=1 -v -timeout 80m ./test/e2e/
 
 ## test-arm64: only the aarch64 guest (engine, arm64 and amd64 images).

@@ -61,6 +61,9 @@ type Agent struct {
 	Devices    ShareDevices
 	NoVirtioFS string
 	ShareDir   string
+	// VirtioFSReadOnly says virtiofsd can refuse writes, so read-only
+	// folders may go through virtio-fs too (virtiofs.RefusesWrites).
+	VirtioFSReadOnly bool
 
 	timing timing // zero fields mean the defaults; tests shorten them
 

@@ -1,11 +1,13 @@
 #!/bin/sh
-# Mounts virtio-fs tag $1 at $2 in the guest (as root), replacing whatever
+# Mounts virtio-fs tag $1 at $2 in the guest (as root), with mode $3 (rw,
+# or ro: its virtiofsd refuses writes anyway), replacing whatever
 # is mounted there (the reverse-SSHFS mount of an earlier agent, or a
 # virtio-fs mount whose device was replaced). Exits 0 at once if the tag
 # is already mounted there.
 set -eu
 tag=$1
 path=$2
+mode=${3:-rw}
 if [ "$(findmnt -rn -o SOURCE,FSTYPE -M "$path" 2>/dev/null | tail -n 1)" = "$tag virtiofs" ]; then
 	exit 0
 fi
@@ -14,4 +16,4 @@ while mountpoint -q "$path"; do
 done
 mkdir -p "$path"
 modprobe virtiofs 2>/dev/null || true
-mount -t virtiofs "$tag" "$path"
+mount -t virtiofs -o "$mode" "$tag" "$path"

@@ -36,11 +36,16 @@ var virtiofsUnmountScript string
 // tagPrefix starts the tag of every virtio-fs share devices makes.
 const tagPrefix = "devbox-"
 
-// shareTag is the virtio-fs tag of the shared folder host: the same for
-// the same folder, so an agent finds the device an earlier one attached
-// (a tag has room for 36 bytes).
-func shareTag(host string) string {
-	sum := sha256.Sum256([]byte(host))
+// shareTag is the virtio-fs tag of shared folder m: the same for the same
+// folder and mode, so an agent finds the device an earlier one attached,
+// and another for another mode, so that a folder made read-only never
+// keeps a virtiofsd that writes (a tag has room for 36 bytes).
+func shareTag(m config.Mount) string {
+	key := m.Host
+	if m.ReadOnly() {
+		key += "\x00ro"
+	}
+	sum := sha256.Sum256([]byte(key))
 	return tagPrefix + hex.EncodeToString(sum[:8])
 }
 
@@ -50,8 +55,8 @@ func (a *Agent) virtiofsFallback(m config.Mount) string {
 	switch {
 	case a.MountType != config.MountVirtioFS:
 		return "mount_type is sshfs"
-	case m.ReadOnly():
-		return "a read-only folder: virtiofsd cannot refuse writes"
+	case m.ReadOnly() && !a.VirtioFSReadOnly:
+		return "a read-only folder: this host's virtiofsd (QEMU's C one) cannot refuse writes"
 	case a.Devices == nil:
 		return a.NoVirtioFS
 	}
@@ -66,12 +71,12 @@ func (a *Agent) serveVirtioFS(ctx context.Context, c *sshutil.Client, gen, i int
 	if real, err := filepath.EvalSymlinks(m.Host); err != nil || real != m.Host {
 		return fmt.Errorf("shared folder %s no longer is the folder that was accepted (now %q, %v)", m.Host, real, err)
 	}
-	tag := shareTag(m.Host)
-	if err := a.ensureShare(ctx, tag, m.Host, uid, gid); err != nil {
+	tag := shareTag(m)
+	if err := a.ensureShare(ctx, tag, m, uid, gid); err != nil {
 		return err
 	}
 	var errb strings.Builder
-	code, err := c.Run(ctx, sshutil.Cmd{Script: virtiofsMountScript, Args: []string{tag, m.Host}, Root: true, Stderr: &errb})
+	code, err := c.Run(ctx, sshutil.Cmd{Script: virtiofsMountScript, Args: []string{tag, m.Host, m.Mode}, Root: true, Stderr: &errb})
 	if err == nil && code != 0 {
 		err = fmt.Errorf("mount -t virtiofs in the guest exited with status %d: %s", code, stderrTail(errb.String()))
 	}
@@ -97,7 +102,7 @@ func (a *Agent) serveVirtioFS(ctx context.Context, c *sshutil.Client, gen, i int
 
 // ensureShare makes sure a device tagged tag, served by a running
 // virtiofsd, is attached to the VM.
-func (a *Agent) ensureShare(ctx context.Context, tag, host string, uid, gid int) error {
+func (a *Agent) ensureShare(ctx context.Context, tag string, m config.Mount, uid, gid int) error {
 	shares, err := a.Devices.Shares(ctx)
 	if err != nil {
 		return err
@@ -143,8 +148,8 @@ func (a *Agent) ensureShare(ctx context.Context, tag, host string, uid, gid int)
 	}
 	virtiofs.Stop(socket) // one that never got its VM
 	pid, err := virtiofs.Start(virtiofs.Config{
-		Source: host, Socket: socket, Log: filepath.Join(a.Dir, "virtiofsd-"+tag+".log"),
-		GuestUID: uid, GuestGID: gid, SocketGID: socketGID,
+		Source: m.Host, Socket: socket, Log: filepath.Join(a.Dir, "virtiofsd-"+tag+".log"),
+		GuestUID: uid, GuestGID: gid, SocketGID: socketGID, ReadOnly: m.ReadOnly(),
 	})
 	if err != nil {
 		return err
@@ -156,7 +161,7 @@ func (a *Agent) ensureShare(ctx context.Context, tag, host string, uid, gid int)
 		}
 		return err
 	}
-	a.Log.Printf("virtio-fs %s: virtiofsd (pid %d) serves %s", tag, pid, host)
+	a.Log.Printf("virtio-fs %s: virtiofsd (pid %d) serves %s (%s)", tag, pid, m.Host, m.Mode)
 	return nil
 }
 
@@ -178,7 +183,7 @@ func (a *Agent) pruneShares(ctx context.Context, c *sshutil.Client) {
 	keep := map[string]bool{}
 	for _, m := range a.Mounts {
 		if a.virtiofsFallback(m) == "" {
-			keep[shareTag(m.Host)] = true
+			keep[shareTag(m)] = true
 		}
 	}
 	shares, err := a.Devices.Shares(ctx)

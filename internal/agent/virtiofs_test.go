@@ -10,9 +10,13 @@ import (
 )
 
 func TestShareTag(t *testing.T) {
-	a, b := shareTag("/home/u/project"), shareTag("/home/u/project2")
-	if a == b || a != shareTag("/home/u/project") {
+	mount := func(host, mode string) config.Mount { return config.Mount{Host: host, Mode: mode} }
+	a, b := shareTag(mount("/home/u/project", "rw")), shareTag(mount("/home/u/project2", "rw"))
+	if a == b || a != shareTag(mount("/home/u/project", "rw")) {
 		t.Errorf("tags %q, %q: want one per folder, the same each time", a, b)
+	}
+	if ro := shareTag(mount("/home/u/project", "ro")); ro == a {
+		t.Errorf("tag %q for the folder read-only and read-write: a folder made read-only would keep its writing virtiofsd", ro)
 	}
 	if len(a) > 36 || !strings.HasPrefix(a, tagPrefix) {
 		t.Errorf("tag %q: want ≤ 36 bytes, starting %q", a, tagPrefix)
@@ -36,6 +40,7 @@ func TestVirtioFSFallback(t *testing.T) {
 		{&Agent{MountType: config.MountVirtioFS, Devices: noDevices{}}, rw, ""},
 		{&Agent{MountType: config.MountSSHFS, Devices: noDevices{}}, rw, "mount_type is sshfs"},
 		{&Agent{MountType: config.MountVirtioFS, Devices: noDevices{}}, ro, "read-only"},
+		{&Agent{MountType: config.MountVirtioFS, Devices: noDevices{}, VirtioFSReadOnly: true}, ro, ""},
 		{&Agent{MountType: config.MountVirtioFS, NoVirtioFS: "no virtiofsd on this host"}, rw, "no virtiofsd"},
 	} {
 		got := c.a.virtiofsFallback(c.m)

@@ -11,6 +11,7 @@ import (
 	"github.com/devbox-vm/devbox/internal/agent"
 	"github.com/devbox-vm/devbox/internal/config"
 	"github.com/devbox-vm/devbox/internal/lockfile"
+	"github.com/devbox-vm/devbox/internal/virtiofs"
 )
 
 // Supervisor starts, stops and inspects the instance's agent.
@@ -105,6 +106,8 @@ func (in *Instance) ServeAgent(ctx context.Context) error {
 		MountType: in.Cfg.MountType, ShareDir: in.shareDir()}
 	if a.NoVirtioFS = in.noVirtioFS(); a.NoVirtioFS == "" {
 		a.Devices = live
+		bin, _ := virtiofs.FindBinary()
+		a.VirtioFSReadOnly = virtiofs.RefusesWrites(bin)
 	}
 	a.Log.Printf("agent for instance %q starting (pid %d)", in.Name(), os.Getpid())
 	err = a.Run(ctx)

@@ -48,6 +48,10 @@ func Start(c Config) (pid int, err error) {
 			return 0, err
 		}
 	}
+	rust := isRust(bin)
+	if c.ReadOnly && !rust {
+		return 0, fmt.Errorf("virtiofsd %s cannot serve %s read-only (QEMU's C virtiofsd has no --readonly)", bin, c.Source)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return 0, err
@@ -63,7 +67,7 @@ func Start(c Config) (pid int, err error) {
 		return 0, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(self, append([]string{HelperArg, bin}, daemonArgs(c)...)...)
+	cmd := exec.Command(self, append([]string{HelperArg, bin}, daemonArgs(c, rust)...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{listener} // fd 3
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", socketEnv + "=" + c.Socket}
@@ -130,8 +134,23 @@ func listen(c Config) (*os.File, error) {
 	return f, nil
 }
 
-// daemonArgs are virtiofsd's options for c.
-func daemonArgs(c Config) []string {
+// daemonArgs are virtiofsd's options for c: the Rust one's, or the same
+// in the C one's form (which the Rust one accepts too, as deprecated).
+func daemonArgs(c Config, rust bool) []string {
+	if rust {
+		args := []string{
+			"--fd=3",
+			"--shared-dir=" + c.Source,
+			"--sandbox=namespace",
+			"--cache=auto", // extended attributes, posix locks and flock are off by default
+			"--modcaps=-chown:-mknod:-fsetid:-setfcap",
+			"--rlimit-nofile=0",
+		}
+		if c.ReadOnly {
+			args = append(args, "--readonly")
+		}
+		return args
+	}
 	return []string{
 		"--fd=3",
 		"-o", "source=" + c.Source,

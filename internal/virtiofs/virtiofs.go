@@ -19,7 +19,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 // HelperArg is the first argument that makes devbox run Helper (the
@@ -43,6 +45,9 @@ type Config struct {
 	// SocketGID, when ≥ 0, is given the socket (group read-write): QEMU's
 	// group, when libvirt runs QEMU as another user.
 	SocketGID int
+	// ReadOnly has virtiofsd refuse every write (only a virtiofsd that
+	// RefusesWrites can).
+	ReadOnly bool
 }
 
 // binaries are where distributions put virtiofsd: QEMU's C one (Debian 12,
@@ -68,6 +73,21 @@ func FindBinary() (string, error) {
 		}
 	}
 	return "", errors.New("no virtiofsd on this host (hint: it comes with QEMU: Debian's qemu-system-common, or the virtiofsd package)")
+}
+
+// RefusesWrites says whether virtiofsd bin can serve a folder read-only
+// (--readonly): the Rust virtiofsd can, QEMU's C one cannot.
+func RefusesWrites(bin string) bool { return isRust(bin) }
+
+// isRust tells the Rust virtiofsd ("virtiofsd 1.13.2") from QEMU's C one
+// ("virtiofsd version 7.2.22 (...)") by what --version prints.
+func isRust(bin string) bool {
+	out, err := exec.Command(bin, "--version").CombinedOutput()
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(out))
+	return len(f) >= 2 && f[0] == "virtiofsd" && f[1] != "version"
 }
 
 func executable(p string) bool {

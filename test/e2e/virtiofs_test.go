@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -164,6 +165,59 @@ func testVirtioFS(t *testing.T, e *env) {
 			t.Errorf("virtio-fs mounts in the guest after the agent's restart: %s", r.stdout)
 		}
 	})
+
+	t.Run("with the Rust virtiofsd a read-only folder is virtio-fs, and refuses writes", func(t *testing.T) {
+		rust := os.Getenv("DEVBOX_E2E_VIRTIOFSD_RUST")
+		if rust == "" {
+			t.Skip("DEVBOX_E2E_VIRTIOFSD_RUST is not set (make test-e2e fetches Debian 13's virtiofsd and sets it)")
+		}
+		os.WriteFile(filepath.Join(ro, "ro-file"), []byte("read only\n"), 0o644)
+		// The agent starts virtiofsd: a new agent, with the Rust one named.
+		extra := e.extra
+		e.extra = append(append([]string{}, extra...), "DEVBOX_VIRTIOFSD="+rust)
+		e.killAgent(t)
+		contains(t, "up", e.ok(5*time.Minute, "up").stderr, "shared folder "+ro+": virtio-fs")
+		if r := e.ok(time.Minute, "ssh", "--", "findmnt", "-rn", "-o", "FSTYPE", "-M", ro); strings.TrimSpace(r.stdout) != "virtiofs" {
+			t.Errorf("the read-only folder is mounted as %q, want virtiofs", r.stdout)
+		}
+		if r := e.ok(time.Minute, "ssh", "--", "cat", ro+"/ro-file"); r.stdout != "read only\n" {
+			t.Errorf("the VM reads %q", r.stdout)
+		}
+		// The guest's root may remount it read-write: virtiofsd refuses
+		// the writes itself.
+		r := e.run(time.Minute, nil, "ssh", "--", "sh", "-c", "touch "+ro+"/by-user; sudo mount -o remount,rw "+ro+"; sudo touch "+ro+"/by-root; sudo rm "+ro+"/ro-file; true")
+		contains(t, "writes into the read-only folder", r.stderr, "Read-only file system")
+		entries, _ := os.ReadDir(ro)
+		if len(entries) != 1 || entries[0].Name() != "ro-file" {
+			t.Errorf("the read-only folder holds %v on the host, want only ro-file", entries)
+		}
+		if !virtiofsdServes(ro, "--readonly") {
+			t.Errorf("no virtiofsd serving %s with --readonly", ro)
+		}
+
+		// Back to QEMU's virtiofsd: the folder goes back to SSHFS, and its
+		// virtio-fs device is removed.
+		e.extra = extra
+		e.killAgent(t)
+		contains(t, "up", e.ok(5*time.Minute, "up").stderr, "shared folder "+ro+": reverse SSHFS")
+		if r := e.ok(time.Minute, "ssh", "--", "findmnt", "-rn", "-o", "FSTYPE", "-M", ro); strings.TrimSpace(r.stdout) != "fuse.sshfs" {
+			t.Errorf("the read-only folder is mounted as %q after the switch back, want fuse.sshfs", r.stdout)
+		}
+	})
+}
+
+// virtiofsdServes says whether a virtiofsd process serves folder with
+// option in its command line.
+func virtiofsdServes(folder, option string) bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		args := strings.Split(string(b), "\x00")
+		if err == nil && strings.Contains(string(b), "virtiofsd") && slices.Contains(args, "--shared-dir="+folder) && slices.Contains(args, option) {
+			return true
+		}
+	}
+	return false
 }
 
 // virtiofsLeft names what of domain's virtio-fs shares is left on the
