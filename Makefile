@@ -54,11 +54,10 @@ BAKED_BOX := /var/cache/devbox-test/debian12-docker.qcow2
 box-baked: build
 	$(BIN) box build debian-12 --arch x86_64 --engine docker --output $(BAKED_BOX)
 
-## virtiofsd-rust: Debian 13's Rust virtiofsd, run through its own C library, for the e2e test of devbox with it
-## (fetched from the host's mirror; when that fails, the test that needs it says so and skips).
+## virtiofsd-rust: Debian 13's Rust virtiofsd, run through its own C library, for the e2e test of devbox with it.
 RUST_VIRTIOFSD := /var/cache/devbox-test/virtiofsd-rust
 virtiofsd-rust:
-	bash test/virtiofsd/fetch-rust-virtiofsd.sh $(RUST_VIRTIOFSD) || echo "WARNING: no Rust virtiofsd: its e2e test will skip"
+	bash test/virtiofsd/fetch-rust-virtiofsd.sh $(RUST_VIRTIOFSD)
 
 E2E_ENV = DEVBOX_E2E_BOX=$(BOX) DEVBOX_E2E_BOX_BAKED=$(BAKED_BOX) DEVBOX_E2E_BOX_ARM64=$(ARM64_BOX) DEVBOX_E2E_BUSYBOX_ARM64=$(BUSYBOX_ARM64) DEVBOX_E2E_VIRTIOFSD_RUST=$(RUST_VIRTIOFSD)/virtiofsd
 test-e2e: box box-arm64 box-baked virtiofsd-rust
